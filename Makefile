@@ -1,0 +1,41 @@
+# One command per target; `make help` lists them. Contracts: ../shared/design/contracts.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+CLUSTER_DIR := .cluster
+NODES ?= 3
+# Extra fake nodes with their own labels, space separated: name:key=value,key=value
+NODE_SPECS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv binaries cluster cluster-down test lint
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml tools/localcluster/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' -e tools/localcluster
+	touch $@
+
+venv: $(INSTALLED) ## Create the virtualenv and install the project with its dev tools
+
+binaries: venv ## Build (first time, ~10 min) or reuse the control-plane binaries
+	$(BIN)/localcluster build
+
+cluster: venv ## Start or reuse the local control plane with NODES fake Intel nodes
+	$(BIN)/localcluster --dir $(CLUSTER_DIR) up --nodes $(NODES) $(foreach spec,$(NODE_SPECS),--node $(spec))
+
+cluster-down: venv ## Stop the local control plane and remove its state
+	$(BIN)/localcluster --dir $(CLUSTER_DIR) down
+
+test: binaries ## Unit tests and tests against a real local control plane
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff, mypy --strict, import-linter
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports

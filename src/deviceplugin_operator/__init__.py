@@ -1,0 +1,1 @@
+"""Kubernetes operator that manages the Intel device plugins as DaemonSets."""
