@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from localcluster import binaries, cluster, errors, nodes
+from localcluster import binaries, cluster, errors, nodes, processes
 
 
 def _say(message: str) -> None:
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             healthy = local.healthy()
             _say("Healthy" if healthy else "Not running")
+            state = local.state()
+            for component, pid in (state.pids if state else {}).items():
+                print(f"{component:<24} pid {pid:<8} rss {processes.rss_mib(pid):8.1f} MiB")
             return 0 if healthy else 1
     except errors.ClusterError as error:
         _say(f"Error: {error}")

@@ -96,3 +96,14 @@ def stop(pid: int, grace: float = 10.0) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.05)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (0 when it is gone)."""
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
