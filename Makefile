@@ -10,7 +10,7 @@ NODES ?= 3
 NODE_SPECS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries cluster cluster-down test lint
+.PHONY: help venv binaries cluster cluster-down test lint demo demo-down run generate verify
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,3 +39,18 @@ lint: venv ## ruff, mypy --strict, import-linter
 	$(BIN)/ruff format --check src tests tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+demo: binaries ## Local cluster + CRDs + operator + every sample; waits for READY == DESIRED
+	$(BIN)/python tools/demo.py up --nodes $(NODES)
+
+demo-down: venv ## Stop what make demo started
+	$(BIN)/python tools/demo.py down
+
+run: venv ## Run the operator from source against the current KUBECONFIG
+	$(BIN)/deviceplugin-operator run $(RUN_ARGS)
+
+generate: venv ## Regenerate CRDs, RBAC and webhook manifests from the code
+	$(BIN)/python -m deviceplugin_operator.manifests write deployments/operator
+
+verify: venv ## Fail when the generated manifests are stale
+	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator

@@ -1,0 +1,320 @@
+"""THE reconcile loop, instantiated once per enabled device kind.
+
+Level-triggered: given a resource name, read the resource, its DaemonSets and their pods from
+the informer caches, render the whole desired DaemonSet, make the cluster match it, and write
+the status derived from what was observed. It never branches on event types, never writes a
+resource's spec, and makes no write request when nothing changed.
+
+Ownership is by UID: the DaemonSet named ``intel-<dev>-plugin-<cr>`` controlled by the
+resource is its DaemonSet; another DaemonSet it controls (e.g. a pre-0.29 unsuffixed one) is
+adopted in place when it is the only one, and deleted as a duplicate otherwise. A DaemonSet of
+the same name that the resource does not control is never touched: the resource reports a
+``Degraded/NameConflict`` condition instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pydantic
+
+from deviceplugin_operator import devices, settings
+from deviceplugin_operator.api import meta, plugin
+from deviceplugin_operator.controller import events, informer
+from deviceplugin_operator.kube import client, errors, objects, resources
+from deviceplugin_operator.reconcile import daemonset, drift, images, status
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "intel-deviceplugin-operator"
+NAME_CONFLICT_RETRY = 30.0
+"""Seconds before a blocked resource looks again (the foreign DaemonSet may go away)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Caches:
+    """The informers a reconciler reads: its kind's resources, DaemonSets and plugin pods."""
+
+    plugins: informer.Informer
+    daemonsets: informer.Informer
+    pods: informer.Informer
+
+
+class Reconciler:
+    """Reconciles resources of one ``DeviceKind`` into DaemonSets."""
+
+    def __init__(
+        self,
+        kind: devices.DeviceKind[Any],
+        config: settings.Settings,
+        kube: client.KubeClient,
+        caches: Caches,
+        *,
+        recorder: events.Recorder,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ):
+        self.kind = kind
+        self.config = config
+        self.kube = kube
+        self.caches = caches
+        self.recorder = recorder
+        self.clock = clock
+        self.resource = resources.Resource.of(
+            plugin.API_VERSION, kind.kind, kind.plural, namespaced=False
+        )
+
+    # Mapping events of owned objects to resource names -----------------------------------
+    def owner_of_daemonset(self, obj: objects.JsonObject) -> str | None:
+        """Name of the resource of this kind that controls DaemonSet ``obj``."""
+        owner = objects.controller_owner(obj)
+        if (
+            owner
+            and owner.get("kind") == self.kind.kind
+            and owner.get("apiVersion", "").startswith(plugin.GROUP + "/")
+        ):
+            return str(owner.get("name"))
+        return None
+
+    def owner_of_pod(self, pod: objects.JsonObject) -> str | None:
+        """Name of the resource of this kind whose DaemonSet controls ``pod``."""
+        owner = objects.controller_owner(pod)
+        if not owner or owner.get("kind") != "DaemonSet":
+            return None
+        ds = self.caches.daemonsets.get(f"{objects.namespace(pod)}/{owner.get('name')}")
+        return None if ds is None else self.owner_of_daemonset(ds)
+
+    # The loop ----------------------------------------------------------------------------
+    async def reconcile(self, name: str) -> float | None:
+        """Make resource ``name`` and its DaemonSet match; return seconds to look again, if any.
+
+        Raises ``errors.KubeError`` for failures worth a rate-limited retry.
+        """
+        resource = self.caches.plugins.get(name)
+        if resource is None or objects.metadata(resource).get("deletionTimestamp"):
+            # Gone or going: the garbage collector removes its DaemonSet through the owner
+            # reference; nothing to retry.
+            return None
+        uid = objects.uid(resource)
+        render_error: str | None = None
+        name_conflict: str | None = None
+        requeue: float | None = None
+        current: objects.JsonObject | None = None
+
+        try:
+            spec = self.kind.spec_of(resource)
+            desired = daemonset.desired_daemonset(self.kind, name, uid, spec, self.config)
+            _, upgrades = images.upgraded_spec(
+                spec.model_copy(update={"image": spec.image or self.kind.default_image}),
+                overrides=self.config.image_overrides,
+            )
+        except (pydantic.ValidationError, daemonset.RenderError) as error:
+            render_error = _render_message(error)
+            log.warning(
+                "Rendering failed",
+                extra={"kind": self.kind.kind, "resource": name, "error": render_error},
+            )
+            desired, upgrades = None, ()
+
+        owned = self._owned_daemonsets(uid)
+        if desired is not None:
+            current, name_conflict = await self._apply(resource, desired, owned, upgrades)
+            if name_conflict:
+                requeue = NAME_CONFLICT_RETRY
+        else:
+            current = next(iter(owned), None)
+
+        await self._write_status(resource, current, render_error, name_conflict)
+        return requeue
+
+    def _owned_daemonsets(self, uid: str) -> list[objects.JsonObject]:
+        owned = []
+        for ds in self.caches.daemonsets.list():
+            owner = objects.controller_owner(ds)
+            if owner and owner.get("uid") == uid:
+                owned.append(ds)
+        return sorted(owned, key=objects.name)
+
+    async def _apply(
+        self,
+        resource: objects.JsonObject,
+        desired: objects.JsonObject,
+        owned: list[objects.JsonObject],
+        upgrades: Iterable[str],
+    ) -> tuple[objects.JsonObject | None, str | None]:
+        """Create, adopt or update the DaemonSet and delete duplicates: (DaemonSet, conflict)."""
+        name = objects.name(desired)
+        namespace = self.config.plugin_namespace
+        primary = next(
+            (ds for ds in owned if objects.name(ds) == name and objects.namespace(ds) == namespace),
+            None,
+        )
+        if primary is None and len(owned) == 1:
+            primary = owned[0]  # a legacy DaemonSet of this resource: adopted, never renamed
+        for duplicate in owned:
+            if duplicate is not primary:
+                await self._delete_duplicate(resource, duplicate)
+
+        if primary is None:
+            foreign = self.caches.daemonsets.get(f"{namespace}/{name}")
+            if foreign is not None:
+                conflict = (
+                    f"DaemonSet {namespace}/{name} exists and is not controlled by this "
+                    f"{self.kind.kind}: delete or rename it, or rename this resource"
+                )
+                return None, conflict
+            created = await self.kube.create(DAEMON_SETS, desired, namespace=namespace)
+            self._record_upgrades(resource, upgrades)
+            self.recorder.normal(resource, "Created", f"Created DaemonSet {namespace}/{name}")
+            log.info(
+                "Created DaemonSet",
+                extra={
+                    "kind": self.kind.kind,
+                    "resource": objects.name(resource),
+                    "daemonset": f"{namespace}/{name}",
+                },
+            )
+            return created, None
+
+        wanted = _retarget(desired, primary)
+        if drift.matches(drift.with_rendered_lists(wanted), primary):
+            return primary, None
+        adopted = (
+            objects.labels(primary).get("app.kubernetes.io/managed-by") != daemonset.MANAGED_BY
+        )
+        body = drift.overlay(primary, drift.with_rendered_lists(wanted))
+        updated = await self.kube.replace(
+            DAEMON_SETS, objects.name(primary), body, namespace=objects.namespace(primary)
+        )
+        self._record_upgrades(resource, upgrades)
+        where = f"{objects.namespace(primary)}/{objects.name(primary)}"
+        reason, verb = ("Adopted", "Adopted") if adopted else ("Updated", "Updated")
+        self.recorder.normal(resource, reason, f"{verb} DaemonSet {where}")
+        log.info(
+            f"{verb} DaemonSet",
+            extra={"kind": self.kind.kind, "resource": objects.name(resource), "daemonset": where},
+        )
+        return updated, None
+
+    async def _delete_duplicate(
+        self, resource: objects.JsonObject, duplicate: objects.JsonObject
+    ) -> None:
+        where = f"{objects.namespace(duplicate)}/{objects.name(duplicate)}"
+        try:
+            await self.kube.delete(
+                DAEMON_SETS,
+                objects.name(duplicate),
+                namespace=objects.namespace(duplicate),
+                uid=objects.uid(duplicate),
+            )
+        except errors.NotFound:
+            return
+        self.recorder.normal(resource, "DeletedDuplicate", f"Deleted duplicate DaemonSet {where}")
+        log.info("Deleted duplicate DaemonSet", extra={"kind": self.kind.kind, "daemonset": where})
+
+    def _record_upgrades(self, resource: objects.JsonObject, upgrades: Iterable[str]) -> None:
+        for message in upgrades:
+            self.recorder.normal(resource, "ImageUpgraded", message)
+
+    async def _write_status(
+        self,
+        resource: objects.JsonObject,
+        current: objects.JsonObject | None,
+        render_error: str | None,
+        name_conflict: str | None,
+    ) -> None:
+        previous_raw = resource.get("status") or {}
+        previous = [
+            meta.Condition.model_validate(c)
+            for c in previous_raw.get("conditions") or []
+            if _parses_as_condition(c)
+        ]
+        observed = status.observed_status(
+            current,
+            self.caches.pods.list(),
+            generation=int(objects.metadata(resource).get("generation", 0)),
+            now=self.clock(),
+            previous=previous,
+            name_conflict=name_conflict or self._overlap_message(resource, current),
+            render_error=render_error,
+        )
+        wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if _same_status(previous_raw, wanted):
+            return
+        # Fields that disappeared (e.g. nodeNames when no pod runs) must be removed explicitly
+        # in a merge patch.
+        patch: dict[str, Any] = {key: None for key in previous_raw if key not in wanted}
+        patch.update(wanted)
+        try:
+            await self.kube.patch_status(self.resource, objects.name(resource), {"status": patch})
+        except errors.NotFound:
+            return
+
+    def _overlap_message(
+        self, resource: objects.JsonObject, current: objects.JsonObject | None
+    ) -> str | None:
+        """Nodes where a DaemonSet of another resource of this kind runs a plugin pod too."""
+        if current is None:
+            return None
+        mine_uid = objects.uid(current)
+        nodes_by_owner: dict[str, set[str]] = {}
+        for pod in self.caches.pods.list():
+            owner = objects.controller_owner(pod)
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not owner or owner.get("kind") != "DaemonSet" or not node:
+                continue
+            cr = self.owner_of_pod(pod)
+            if cr is None:
+                continue
+            key = "" if owner.get("uid") == mine_uid else cr
+            nodes_by_owner.setdefault(key, set()).add(node)
+        mine = nodes_by_owner.pop("", set())
+        for other, nodes in sorted(nodes_by_owner.items()):
+            shared = sorted(mine & nodes)
+            if shared and other != objects.name(resource):
+                return (
+                    f"{self.kind.kind} {other} also runs a plugin on {', '.join(shared[:5])}: "
+                    "make the nodeSelectors of the two resources disjoint"
+                )
+        return None
+
+
+DAEMON_SETS = resources.DAEMON_SETS
+
+
+def _retarget(desired: objects.JsonObject, live: objects.JsonObject) -> objects.JsonObject:
+    """``desired`` aimed at an adopted DaemonSet that keeps its own name and selector."""
+    if objects.name(live) == objects.name(desired):
+        return desired
+    retargeted = dict(desired)
+    retargeted["metadata"] = {
+        **desired["metadata"],
+        "name": objects.name(live),
+        "namespace": objects.namespace(live),
+    }
+    return retargeted
+
+
+def _render_message(error: Exception) -> str:
+    if isinstance(error, pydantic.ValidationError):
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in ("spec", *item["loc"]))
+            problems.append(f"{field}: {item['msg']}")
+        return "Invalid spec: " + "; ".join(problems) + ": fix the field in the resource"
+    return str(error)
+
+
+def _parses_as_condition(raw: Any) -> bool:
+    try:
+        meta.Condition.model_validate(raw)
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+def _same_status(previous: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return previous == wanted

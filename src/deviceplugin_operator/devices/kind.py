@@ -1,0 +1,150 @@
+"""DeviceKind: the record that turns a spec model, a base DaemonSet and two hooks into a kind.
+
+Everything generic (rendering, status, admission routes, CRDs, RBAC) reads a kind through this
+record, so a device never needs code outside its own module: variation is data, and where a
+device needs behaviour it gets a named hook here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import importlib.resources
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import yaml
+
+from deviceplugin_operator.api import meta, plugin
+from deviceplugin_operator.devices import podspec
+
+IMAGE_MIN_VERSION = "0.36.0"
+"""The oldest plugin image version this operator runs; also the tag of the default images."""
+
+IMAGE_VENDOR = "intel"
+"""Repository path of the default images, e.g. ``intel/intel-gpu-plugin``."""
+
+SpecT = TypeVar("SpecT", bound=plugin.DevicePluginSpec)
+
+
+def _no_args(spec: plugin.DevicePluginSpec) -> list[str]:
+    return []
+
+
+def _no_selector() -> Mapping[str, str]:
+    return types.MappingProxyType({})
+
+
+@functools.cache
+def _template(name: str) -> dict[str, Any]:
+    resource = importlib.resources.files("deviceplugin_operator.devices").joinpath(
+        "templates", f"{name}.yaml"
+    )
+    loaded: dict[str, Any] = yaml.safe_load(resource.read_text(encoding="utf-8"))
+    return loaded
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceKind(Generic[SpecT]):
+    """One ``deviceplugin.intel.com/v1`` kind and how to render its DaemonSet."""
+
+    name: str
+    """Device name as the ``--devices`` flag spells it, e.g. ``gpu``; also names the template
+    ``templates/<name>.yaml``."""
+
+    title: str
+    """What the hardware is called in prose, e.g. ``GPU`` or ``QuickAssist Technology``."""
+
+    spec: type[SpecT]
+    """The pydantic model of the resource's ``spec``."""
+
+    image: str
+    """Basename of the plugin image, e.g. ``intel-gpu-plugin``."""
+
+    init_image: str | None = None
+    """Basename of the init container image, or None for a kind without ``initImage``."""
+
+    plugin_args: Callable[[SpecT], list[str]] = _no_args
+    """The plugin's arguments after ``-v <logLevel>``, in the reference's order."""
+
+    customize_pod: Callable[[podspec.PodSpec, SpecT], None] | None = None
+    """Edits the rendered pod spec in place: init containers, their volumes and env. The spec
+    it gets has its images already upgraded."""
+
+    required_node_selector: Mapping[str, str] = dataclasses.field(default_factory=_no_selector)
+    """Labels added to a user's nodeSelector unless the user set those keys."""
+
+    def __post_init__(self) -> None:
+        has_init_field = issubclass(self.spec, plugin.DevicePluginSpecWithInitImage)
+        if has_init_field != (self.init_image is not None):
+            raise TypeError(f"{self.name}: init_image must be set iff the spec has initImage")
+
+    @property
+    def kind(self) -> str:
+        """The resource kind, e.g. ``GpuDevicePlugin``."""
+        return f"{self.name.capitalize()}DevicePlugin"
+
+    @property
+    def plural(self) -> str:
+        """The resource plural, e.g. ``gpudeviceplugins``."""
+        return f"{self.name}deviceplugins"
+
+    @property
+    def resource(self) -> meta.ResourceType:
+        return meta.ResourceType(
+            group=plugin.GROUP,
+            version=plugin.VERSION,
+            kind=self.kind,
+            plural=self.plural,
+            namespaced=False,
+        )
+
+    @property
+    def display_name(self) -> str:
+        """The name OLM shows, e.g. ``Intel GPU Device Plugin``."""
+        return f"Intel {self.title} Device Plugin"
+
+    @property
+    def description(self) -> str:
+        """The CRD's description of the resource."""
+        return (
+            f"{self.kind} is the Schema for the {self.plural} API. It represents the "
+            f"{self.title} device plugin responsible for advertising Intel {self.title} "
+            "hardware resources to the kubelet."
+        )
+
+    @property
+    def default_image(self) -> str:
+        """The image the defaulting webhook stores when ``spec.image`` is empty."""
+        return f"{IMAGE_VENDOR}/{self.image}:{IMAGE_MIN_VERSION}"
+
+    @property
+    def template(self) -> dict[str, Any]:
+        """A fresh copy of the base DaemonSet (reference: ``deployments/<dev>_plugin/base``)."""
+        return copy.deepcopy(_template(self.name))
+
+    @property
+    def base_name(self) -> str:
+        """Name of the base DaemonSet and value of its ``app`` label, e.g. ``intel-gpu-plugin``."""
+        name: str = _template(self.name)["metadata"]["name"]
+        return name
+
+    @property
+    def mutate_path(self) -> str:
+        """URL path of the defaulting webhook."""
+        return f"/mutate-{plugin.GROUP.replace('.', '-')}-{plugin.VERSION}-{self.singular}"
+
+    @property
+    def validate_path(self) -> str:
+        """URL path of the validating webhook."""
+        return f"/validate-{plugin.GROUP.replace('.', '-')}-{plugin.VERSION}-{self.singular}"
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    def spec_of(self, resource: Mapping[str, Any]) -> SpecT:
+        """Parse the ``spec`` of a resource of this kind (an absent spec is an empty one)."""
+        return self.spec.model_validate(resource.get("spec") or {})

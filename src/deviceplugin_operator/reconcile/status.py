@@ -1,0 +1,208 @@
+"""A resource's status, computed from what was observed: its DaemonSet and that DaemonSet's pods.
+
+Besides the reference's fields (``controlledDaemonSet``, ``desiredNumberScheduled``,
+``numberReady``, ``nodeNames``) the status carries ``observedGeneration`` and three conditions:
+
+* ``Ready``: every node the DaemonSet selects runs a ready plugin pod.
+* ``Progressing``: the DaemonSet is being created or rolled out.
+* ``Degraded``: something needs a person: a foreign object holds the DaemonSet's name, the
+  resource cannot be rendered, a plugin image cannot be pulled, or a plugin keeps crashing.
+
+Unlike the reference, ``nodeNames`` is sorted and lists only scheduled pods that are neither
+terminating nor finished, and ``controlledDaemonSet`` has no ``resourceVersion`` (it changes with
+every DaemonSet status write and would make every one of them a resource status write too).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from deviceplugin_operator.api import meta, plugin
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+_CRASHING = frozenset({"CrashLoopBackOff"})
+_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+_MESSAGE_MAX = 32768
+
+
+def observed_status(
+    daemonset: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    generation: int,
+    now: datetime.datetime,
+    previous: Sequence[meta.Condition] = (),
+    name_conflict: str | None = None,
+    render_error: str | None = None,
+) -> plugin.DevicePluginStatus:
+    """The status of a resource at ``generation``.
+
+    ``daemonset`` is the resource's DaemonSet (None if there is none), ``pods`` may include pods
+    of other DaemonSets (all DaemonSets of a kind share the ``app`` label): only those this
+    DaemonSet controls count. ``previous`` are the conditions currently in the status, whose
+    ``lastTransitionTime`` is kept while their status stays the same. ``name_conflict`` and
+    ``render_error`` are messages for the caller's failures, None when there were none. ``now``
+    must be timezone-aware; conditions carry it to the second, as metav1.Time does.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.replace(microsecond=0)
+    owned = [] if daemonset is None else [pod for pod in pods if _controlled_by(pod, daemonset)]
+    live = [pod for pod in owned if _is_live(pod)]
+    node_names = sorted({_node_name(pod) for pod in live} - {""})
+
+    ds_status: Mapping[str, Any] = {} if daemonset is None else daemonset.get("status") or {}
+    desired = int(ds_status.get("desiredNumberScheduled", 0))
+    ready = int(ds_status.get("numberReady", 0))
+
+    fresh = [
+        _ready(daemonset, ds_status, desired, ready),
+        _progressing(
+            daemonset, ds_status, desired, ready, blocked=bool(name_conflict or render_error)
+        ),
+        _degraded(live, name_conflict, render_error),
+    ]
+    by_type = {condition.type: condition for condition in previous}
+    conditions = [
+        _transitioned(condition, by_type.get(condition[0]), generation=generation, now=now)
+        for condition in fresh
+    ]
+    return plugin.DevicePluginStatus(
+        controlled_daemon_set=None if daemonset is None else _reference(daemonset),
+        desired_number_scheduled=desired,
+        number_ready=ready,
+        node_names=node_names or None,
+        observed_generation=generation,
+        conditions=conditions,
+    )
+
+
+_Fresh = tuple[str, meta.ConditionStatus, str, str]
+
+
+def _ready(
+    daemonset: Mapping[str, Any] | None, ds_status: Mapping[str, Any], desired: int, ready: int
+) -> _Fresh:
+    if daemonset is None:
+        return READY, "False", "DaemonSetMissing", "The DaemonSet does not exist"
+    if not ds_status.get("observedGeneration"):
+        return READY, "False", "DaemonSetPending", "The DaemonSet controller has not seen it yet"
+    if desired == 0:
+        return READY, "True", "NoNodesSelected", "No node matches the node selector"
+    if ready >= desired:
+        return READY, "True", "PodsReady", f"{ready} of {desired} plugin pods are ready"
+    return READY, "False", "PodsNotReady", f"{ready} of {desired} plugin pods are ready"
+
+
+def _progressing(
+    daemonset: Mapping[str, Any] | None,
+    ds_status: Mapping[str, Any],
+    desired: int,
+    ready: int,
+    *,
+    blocked: bool,
+) -> _Fresh:
+    if daemonset is None:
+        if blocked:
+            return PROGRESSING, "False", "Blocked", "The DaemonSet cannot be created, see Degraded"
+        return PROGRESSING, "True", "Creating", "The DaemonSet is being created"
+    generation = int(daemonset.get("metadata", {}).get("generation", 0))
+    if int(ds_status.get("observedGeneration", 0)) < generation:
+        return (
+            PROGRESSING,
+            "True",
+            "RollingOut",
+            "The DaemonSet controller has not seen the change yet",
+        )
+    updated = int(ds_status.get("updatedNumberScheduled", 0))
+    if updated < desired:
+        return PROGRESSING, "True", "RollingOut", f"{updated} of {desired} plugin pods are updated"
+    if ready < desired:
+        return PROGRESSING, "True", "PodsStarting", f"{ready} of {desired} plugin pods are ready"
+    return PROGRESSING, "False", "RolloutComplete", "Every plugin pod runs the current template"
+
+
+def _degraded(
+    pods: Sequence[Mapping[str, Any]], name_conflict: str | None, render_error: str | None
+) -> _Fresh:
+    if name_conflict:
+        return DEGRADED, "True", "NameConflict", name_conflict
+    if render_error:
+        return DEGRADED, "True", "RenderFailed", render_error
+    for reasons, reason in ((_PULL_FAILURES, "ImagePullFailed"), (_CRASHING, "PluginCrashing")):
+        failures = [failure for pod in pods for failure in _waiting(pod, reasons)]
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            return DEGRADED, "True", reason, failures[0] + more
+    return DEGRADED, "False", "AsExpected", "No problem observed"
+
+
+def _waiting(pod: Mapping[str, Any], reasons: frozenset[str]) -> list[str]:
+    status = pod.get("status") or {}
+    statuses = [*status.get("initContainerStatuses", ()), *status.get("containerStatuses", ())]
+    found = []
+    for container in statuses:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in reasons:
+            found.append(
+                f"Pod {pod['metadata'].get('name')} on node {_node_name(pod)}: container "
+                f"{container.get('name')} ({container.get('image')}) is in {waiting['reason']}"
+                + (f": {waiting['message']}" if waiting.get("message") else "")
+            )
+    return found
+
+
+def _transitioned(
+    fresh: _Fresh,
+    before: meta.Condition | None,
+    *,
+    generation: int,
+    now: datetime.datetime,
+) -> meta.Condition:
+    condition_type, status, reason, message = fresh
+    unchanged = before is not None and before.status == status
+    return meta.Condition(
+        type=condition_type,
+        status=status,
+        observed_generation=generation,
+        last_transition_time=before.last_transition_time if before and unchanged else now,
+        reason=reason,
+        message=message[:_MESSAGE_MAX],
+    )
+
+
+def _controlled_by(pod: Mapping[str, Any], daemonset: Mapping[str, Any]) -> bool:
+    ds_meta = daemonset.get("metadata", {})
+    for owner in pod.get("metadata", {}).get("ownerReferences", ()):
+        if owner.get("controller") and owner.get("kind") == "DaemonSet":
+            if ds_meta.get("uid"):
+                return bool(owner.get("uid") == ds_meta["uid"])
+            return bool(owner.get("name") == ds_meta.get("name"))
+    return False
+
+
+def _is_live(pod: Mapping[str, Any]) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in _FINISHED_PHASES
+
+
+def _node_name(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def _reference(daemonset: Mapping[str, Any]) -> meta.ObjectReference:
+    ds_meta = daemonset.get("metadata", {})
+    return meta.ObjectReference(
+        api_version="apps/v1",
+        kind="DaemonSet",
+        name=ds_meta.get("name"),
+        namespace=ds_meta.get("namespace"),
+        uid=ds_meta.get("uid"),
+    )

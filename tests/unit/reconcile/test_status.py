@@ -1,0 +1,286 @@
+"""observed_status: reference fields (spec §4.6) plus observedGeneration and conditions."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from deviceplugin_operator.api import meta
+from deviceplugin_operator.reconcile import status
+
+NOW = datetime.datetime(2026, 7, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)
+EARLIER = datetime.datetime(2026, 6, 30, 8, 0, 0, tzinfo=datetime.UTC)
+DS_UID = "ds-uid"
+
+
+def daemonset(
+    *,
+    desired: int = 3,
+    ready: int = 3,
+    updated: int | None = None,
+    generation: int = 2,
+    observed: int | None = 2,
+) -> dict[str, Any]:
+    ds_status: dict[str, Any] = {
+        "desiredNumberScheduled": desired,
+        "numberReady": ready,
+        "updatedNumberScheduled": desired if updated is None else updated,
+        "currentNumberScheduled": desired,
+        "numberMisscheduled": 0,
+    }
+    if observed is not None:
+        ds_status["observedGeneration"] = observed
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "intel-gpu-plugin-x",
+            "namespace": "kube-system",
+            "uid": DS_UID,
+            "generation": generation,
+            "resourceVersion": "42",
+        },
+        "status": ds_status,
+    }
+
+
+def pod(
+    name: str,
+    node: str | None,
+    *,
+    owner_uid: str = DS_UID,
+    phase: str = "Running",
+    deleting: bool = False,
+    waiting: str | None = None,
+    init_waiting: str | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "ownerReferences": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "name": "n",
+                "uid": owner_uid,
+                "controller": True,
+            }
+        ],
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-07-01T11:59:00Z"
+    pod_status: dict[str, Any] = {"phase": phase}
+    if waiting:
+        pod_status["containerStatuses"] = [
+            {
+                "name": "intel-gpu-plugin",
+                "image": "intel/intel-gpu-plugin:0.99.0",
+                "state": {"waiting": {"reason": waiting, "message": "manifest unknown"}},
+            }
+        ]
+    if init_waiting:
+        pod_status["initContainerStatuses"] = [
+            {"name": "init", "image": "i", "state": {"waiting": {"reason": init_waiting}}}
+        ]
+    return {"metadata": metadata, "spec": {"nodeName": node} if node else {}, "status": pod_status}
+
+
+def conditions(result: Any) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in result.conditions}
+
+
+def test_reference_fields_and_node_names() -> None:
+    pods = [
+        pod("c", "node-c"),
+        pod("a", "node-a"),
+        pod("pending", None),
+        pod("terminating", "node-t", deleting=True),
+        pod("failed", "node-f", phase="Failed"),
+        pod("other-ds", "node-o", owner_uid="someone-else"),
+        pod("b", "node-b"),
+    ]
+    result = status.observed_status(daemonset(desired=4, ready=3), pods, generation=7, now=NOW)
+    assert result.desired_number_scheduled == 4
+    assert result.number_ready == 3
+    assert result.node_names == ["node-a", "node-b", "node-c"]
+    assert result.observed_generation == 7
+    assert result.controlled_daemon_set == meta.ObjectReference(
+        api_version="apps/v1",
+        kind="DaemonSet",
+        name="intel-gpu-plugin-x",
+        namespace="kube-system",
+        uid=DS_UID,
+    )
+    assert result.wire()["controlledDaemonSet"] == {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "name": "intel-gpu-plugin-x",
+        "namespace": "kube-system",
+        "uid": DS_UID,
+    }
+    assert all(c.observed_generation == 7 for c in result.conditions or ())
+    assert [c.type for c in result.conditions or ()] == ["Ready", "Progressing", "Degraded"]
+
+
+def test_pods_are_matched_by_name_when_the_daemonset_has_no_uid() -> None:
+    ds = daemonset()
+    del ds["metadata"]["uid"]
+    owned = pod("a", "node-a")
+    owned["metadata"]["ownerReferences"][0]["name"] = "intel-gpu-plugin-x"
+    result = status.observed_status(ds, [owned, pod("b", "node-b")], generation=1, now=NOW)
+    assert result.node_names == ["node-a"]
+
+
+def test_all_ready() -> None:
+    pods = [pod(n, f"node-{n}") for n in "abc"]
+    result = status.observed_status(daemonset(), pods, generation=2, now=NOW)
+    assert conditions(result) == {
+        "Ready": ("True", "PodsReady"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    ready = result.conditions[0] if result.conditions else None
+    assert ready is not None
+    assert ready.message == "3 of 3 plugin pods are ready"
+    assert ready.last_transition_time == NOW.replace(microsecond=0)
+
+
+def test_no_nodes_selected_is_ready() -> None:
+    result = status.observed_status(daemonset(desired=0, ready=0), [], generation=1, now=NOW)
+    assert conditions(result)["Ready"] == ("True", "NoNodesSelected")
+    assert result.node_names is None
+    assert "nodeNames" not in result.wire()
+
+
+@pytest.mark.parametrize(
+    ("ds", "ready", "progressing"),
+    [
+        (daemonset(ready=1), ("False", "PodsNotReady"), ("True", "PodsStarting")),
+        (daemonset(updated=1, ready=3), ("True", "PodsReady"), ("True", "RollingOut")),
+        (daemonset(generation=3, observed=2), ("True", "PodsReady"), ("True", "RollingOut")),
+        (
+            daemonset(generation=1, observed=None),
+            ("False", "DaemonSetPending"),
+            ("True", "RollingOut"),
+        ),
+    ],
+)
+def test_rollout_states(
+    ds: dict[str, Any], ready: tuple[str, str], progressing: tuple[str, str]
+) -> None:
+    result = conditions(status.observed_status(ds, [], generation=1, now=NOW))
+    assert (result["Ready"], result["Progressing"]) == (ready, progressing)
+
+
+def test_missing_daemonset() -> None:
+    result = status.observed_status(None, [pod("a", "node-a")], generation=1, now=NOW)
+    assert result.controlled_daemon_set is None
+    assert (result.desired_number_scheduled, result.number_ready, result.node_names) == (0, 0, None)
+    assert conditions(result) == {
+        "Ready": ("False", "DaemonSetMissing"),
+        "Progressing": ("True", "Creating"),
+        "Degraded": ("False", "AsExpected"),
+    }
+
+
+def test_name_conflict() -> None:
+    message = (
+        "DaemonSet kube-system/intel-gpu-plugin-x exists and is not controlled by GpuDevicePlugin x"
+    )
+    result = status.observed_status(None, [], generation=1, now=NOW, name_conflict=message)
+    assert conditions(result) == {
+        "Ready": ("False", "DaemonSetMissing"),
+        "Progressing": ("False", "Blocked"),
+        "Degraded": ("True", "NameConflict"),
+    }
+    assert result.conditions is not None
+    assert result.conditions[2].message == message
+
+
+def test_render_error_keeps_reporting_the_running_daemonset() -> None:
+    result = status.observed_status(
+        daemonset(), [], generation=3, now=NOW, render_error="name too long"
+    )
+    assert conditions(result)["Degraded"] == ("True", "RenderFailed")
+    assert conditions(result)["Ready"] == ("True", "PodsReady")
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"])
+def test_image_pull_failures_degrade(reason: str) -> None:
+    pods = [
+        pod("a", "node-a", waiting=reason),
+        pod("b", "node-b", waiting=reason),
+        pod("c", "node-c"),
+    ]
+    result = status.observed_status(daemonset(ready=1), pods, generation=1, now=NOW)
+    assert conditions(result)["Degraded"] == ("True", "ImagePullFailed")
+    assert result.conditions is not None
+    assert result.conditions[2].message == (
+        "Pod a on node node-a: container intel-gpu-plugin (intel/intel-gpu-plugin:0.99.0)"
+        f" is in {reason}: manifest unknown (and 1 more)"
+    )
+
+
+def test_init_container_pull_failure_and_crash_loop() -> None:
+    result = status.observed_status(
+        daemonset(ready=2),
+        [pod("a", "node-a", init_waiting="ImagePullBackOff")],
+        generation=1,
+        now=NOW,
+    )
+    assert conditions(result)["Degraded"] == ("True", "ImagePullFailed")
+    result = status.observed_status(
+        daemonset(ready=2), [pod("a", "node-a", waiting="CrashLoopBackOff")], generation=1, now=NOW
+    )
+    assert conditions(result)["Degraded"] == ("True", "PluginCrashing")
+
+
+def test_pull_failures_of_other_daemonsets_pods_do_not_count() -> None:
+    pods = [pod("x", "node-x", owner_uid="other", waiting="ErrImagePull")]
+    result = status.observed_status(daemonset(), pods, generation=1, now=NOW)
+    assert conditions(result)["Degraded"] == ("False", "AsExpected")
+
+
+def test_last_transition_time_kept_while_status_unchanged() -> None:
+    first = status.observed_status(daemonset(ready=1), [], generation=1, now=EARLIER)
+    assert first.conditions is not None
+    later = status.observed_status(
+        daemonset(ready=2), [], generation=2, now=NOW, previous=first.conditions
+    )
+    assert later.conditions is not None
+    by_type = {c.type: c for c in later.conditions}
+    # Ready stays False (message changes), Degraded stays False: times kept.
+    assert by_type["Ready"].last_transition_time == EARLIER
+    assert by_type["Ready"].message == "2 of 3 plugin pods are ready"
+    assert by_type["Degraded"].last_transition_time == EARLIER
+    assert by_type["Ready"].observed_generation == 2
+
+    done = status.observed_status(daemonset(), [], generation=2, now=NOW, previous=later.conditions)
+    assert done.conditions is not None
+    by_type = {c.type: c for c in done.conditions}
+    assert by_type["Ready"].status == "True"
+    assert by_type["Ready"].last_transition_time == NOW.replace(microsecond=0)
+    assert by_type["Degraded"].last_transition_time == EARLIER
+
+
+def test_same_observation_gives_equal_status() -> None:
+    pods = [pod("a", "node-a")]
+    first = status.observed_status(daemonset(), pods, generation=1, now=EARLIER)
+    assert first.conditions is not None
+    again = status.observed_status(
+        daemonset(), pods, generation=1, now=NOW, previous=first.conditions
+    )
+    assert again == first
+
+
+def test_status_round_trips_through_the_wire() -> None:
+    result = status.observed_status(daemonset(), [pod("a", "node-a")], generation=1, now=NOW)
+    wire = result.wire()
+    assert wire["conditions"][0]["lastTransitionTime"] == "2026-07-01T12:00:00Z"
+    assert type(result).model_validate(wire) == result
+
+
+def test_naive_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        status.observed_status(None, [], generation=1, now=datetime.datetime(2026, 1, 1))

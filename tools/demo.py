@@ -1,0 +1,151 @@
+"""``make demo`` / ``make demo-down``: the operator on a local control plane with fake Intel nodes.
+
+up:   local cluster (``NODES`` fake nodes with every Intel feature label) → CRDs → the operator
+      from source in the background (pid in .cluster/operator.pid, log in
+      .cluster/logs/operator.log; restarted when it died, left alone when it runs) → every
+      sample of deployments/operator/samples → wait until each CR reports READY == DESIRED →
+      print ``kubectl get`` of the eight kinds.
+down: stop the operator and the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from localcluster import cluster, errors, nodes, processes
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / ".cluster"
+PID_FILE = CLUSTER_DIR / "operator.pid"
+OPERATOR_LOG = CLUSTER_DIR / "logs" / "operator.log"
+PLUGIN_KINDS = (
+    "dlbdeviceplugins",
+    "dsadeviceplugins",
+    "fpgadeviceplugins",
+    "gpudeviceplugins",
+    "iaadeviceplugins",
+    "npudeviceplugins",
+    "qatdeviceplugins",
+    "sgxdeviceplugins",
+)
+NAMESPACE = "inteldeviceplugins-system"
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> str:
+    completed = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if check and completed.returncode != 0:
+        raise errors.ClusterError(f"kubectl {' '.join(args)} failed: {completed.stderr.strip()}")
+    return completed.stdout
+
+
+def operator_pid() -> int | None:
+    try:
+        pid = int(PID_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if processes.alive(pid) else None
+
+
+def start_operator(kubeconfig: pathlib.Path) -> None:
+    if (pid := operator_pid()) is not None:
+        say(f"Operator already running (pid {pid})")
+        return
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), DEVICEPLUGIN_NAMESPACE=NAMESPACE)
+    argv = [
+        str(ROOT / ".venv" / "bin" / "deviceplugin-operator"),
+        "run",
+        "--metrics-bind-address=127.0.0.1:0",
+        "--health-probe-bind-address=127.0.0.1:0",
+    ]
+    pid = processes.start(argv, OPERATOR_LOG, env=env)
+    PID_FILE.write_text(str(pid))
+    say(f"Started the operator (pid {pid}); log: {OPERATOR_LOG}")
+
+
+def all_ready(kubeconfig: pathlib.Path) -> tuple[bool, list[str]]:
+    pending = []
+    for plural in PLUGIN_KINDS:
+        listing = json.loads(kubectl(kubeconfig, "get", plural, "-o", "json"))
+        for item in listing["items"]:
+            status = item.get("status") or {}
+            desired = status.get("desiredNumberScheduled")
+            if desired is None or desired == 0 or status.get("numberReady") != desired:
+                pending.append(f"{item['kind']}/{item['metadata']['name']}")
+    return not pending, pending
+
+
+def up(node_count: int) -> int:
+    local = cluster.Cluster(CLUSTER_DIR, echo=say)
+    local.up(nodes.intel_nodes(node_count))
+    kubeconfig = local.kubeconfig
+    kubectl(
+        kubeconfig, "apply", "--server-side", "-f", str(ROOT / "deployments/operator/crd/bases")
+    )
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    kubectl(kubeconfig, "create", "namespace", NAMESPACE, check=False)
+    start_operator(kubeconfig)
+    kubectl(kubeconfig, "apply", "-k", str(ROOT / "deployments/operator/samples"))
+    say("Applied every sample; waiting until each reports READY == DESIRED")
+    deadline = time.monotonic() + 120
+    while True:
+        ready, pending = all_ready(kubeconfig)
+        if ready:
+            break
+        if operator_pid() is None:
+            say(f"The operator exited; see {OPERATOR_LOG}")
+            return 1
+        if time.monotonic() > deadline:
+            say(f"Still not ready after 120 s: {', '.join(pending)}; see {OPERATOR_LOG}")
+            return 1
+        time.sleep(0.5)
+    print(kubectl(kubeconfig, "get", ",".join(PLUGIN_KINDS)))
+    print(kubectl(kubeconfig, "get", "daemonsets", "-n", NAMESPACE))
+    print(f"""Everything is running. Explore:
+  export KUBECONFIG={kubeconfig}
+  kubectl get gpudeviceplugins -o yaml                # status with conditions
+  kubectl edit gpudeviceplugin gpudeviceplugin-sample # e.g. sharedDevNum; the DaemonSet follows
+  kubectl get pods -n {NAMESPACE} -o wide
+  tail -f {OPERATOR_LOG}
+Stop it all with: make demo-down""")
+    return 0
+
+
+def down() -> int:
+    if (pid := operator_pid()) is not None:
+        processes.stop(pid)
+        say(f"Stopped the operator (pid {pid})")
+    cluster.Cluster(CLUSTER_DIR, echo=say).down()
+    say("Stopped the local cluster")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        return up(args.nodes) if args.command == "up" else down()
+    except errors.ClusterError as error:
+        say(f"Error: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
