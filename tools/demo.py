@@ -97,7 +97,21 @@ def up(node_count: int) -> int:
     kubectl(
         kubeconfig, "apply", "--server-side", "-f", str(ROOT / "deployments/operator/crd/bases")
     )
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    deadline = time.monotonic() + 60
+    while (
+        kubectl(
+            kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+            check=False,
+        )
+        == ""
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
     kubectl(kubeconfig, "create", "namespace", NAMESPACE, check=False)
     start_operator(kubeconfig)
     kubectl(kubeconfig, "apply", "-k", str(ROOT / "deployments/operator/samples"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GPU_LABEL, TestCluster
+from clusters import GPU_LABEL, TestCluster
 from localcluster import pki
 from polling import eventually
 

@@ -181,7 +181,7 @@ class Informer:
             except errors.KubeError as exc:
                 delay = self.retry.next()
                 logger.warning(
-                    "Watch failed",
+                    "List failed" if must_list else "Watch failed",
                     extra={"resource": self.description, "error": str(exc), "retry_in": delay},
                 )
                 # A lost connection resumes from the last resourceVersion; an API error

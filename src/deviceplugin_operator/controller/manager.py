@@ -81,8 +81,17 @@ class Controller:
         obj: objects.JsonObject,
         old: objects.JsonObject | None,
     ) -> None:
-        if owner := self.reconciler.owner_of_pod(obj):
-            self.queue.add(owner)
+        owner = self.reconciler.owner_of_pod(obj)
+        if owner is None:
+            return
+        self.queue.add(owner)
+        node = (obj.get("spec") or {}).get("nodeName")
+        old_node = None if old is None else (old.get("spec") or {}).get("nodeName")
+        if kind is informer.EventType.DELETED or node != old_node:
+            # Where a plugin runs decides the overlap condition of every resource of the
+            # kind, not only of the pod's own.
+            for other in self.reconciler.caches.plugins.list():
+                self.queue.add(objects.name(other))
 
     async def work(self) -> None:
         while True:

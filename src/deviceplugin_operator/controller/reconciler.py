@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "intel-deviceplugin-operator"
 NAME_CONFLICT_RETRY = 30.0
 """Seconds before a blocked resource looks again (the foreign DaemonSet may go away)."""
+MISSING_CONFIG_MAP_RETRY = 15.0
+"""Seconds before a resource whose provisioning ConfigMap is missing looks again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,16 +121,40 @@ class Reconciler:
             )
             desired, upgrades = None, ()
 
+        if render_error is None:
+            render_error = await self._missing_config_map(spec)
+            if render_error is not None:
+                requeue = MISSING_CONFIG_MAP_RETRY
+
         owned = self._owned_daemonsets(uid)
         if desired is not None:
             current, name_conflict = await self._apply(resource, desired, owned, upgrades)
             if name_conflict:
-                requeue = NAME_CONFLICT_RETRY
+                requeue = min(requeue or NAME_CONFLICT_RETRY, NAME_CONFLICT_RETRY)
         else:
             current = next(iter(owned), None)
 
         await self._write_status(resource, current, render_error, name_conflict)
         return requeue
+
+    async def _missing_config_map(self, spec: Any) -> str | None:
+        """A message when ``spec.provisioningConfig`` names a ConfigMap that does not exist.
+
+        The DaemonSet is still rendered (its pods start once the ConfigMap appears), but the
+        resource reports the problem instead of leaving pods stuck without a word.
+        """
+        config_map = getattr(spec, "provisioning_config", None)
+        if not config_map:
+            return None
+        namespace = self.config.plugin_namespace
+        try:
+            await self.kube.get(resources.CONFIG_MAPS, config_map, namespace)
+        except errors.NotFound:
+            return (
+                f"spec.provisioningConfig: ConfigMap {namespace}/{config_map} does not exist: "
+                f"create it in {namespace} or clear spec.provisioningConfig"
+            )
+        return None
 
     def _owned_daemonsets(self, uid: str) -> list[objects.JsonObject]:
         owned = []
@@ -238,8 +264,9 @@ class Reconciler:
             generation=int(objects.metadata(resource).get("generation", 0)),
             now=self.clock(),
             previous=previous,
-            name_conflict=name_conflict or self._overlap_message(resource, current),
+            name_conflict=name_conflict,
             render_error=render_error,
+            overlap=self._overlap_message(resource, current),
         )
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
         if _same_status(previous_raw, wanted):

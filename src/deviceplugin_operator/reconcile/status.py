@@ -40,6 +40,7 @@ def observed_status(
     previous: Sequence[meta.Condition] = (),
     name_conflict: str | None = None,
     render_error: str | None = None,
+    overlap: str | None = None,
 ) -> plugin.DevicePluginStatus:
     """The status of a resource at ``generation``.
 
@@ -47,7 +48,8 @@ def observed_status(
     of other DaemonSets (all DaemonSets of a kind share the ``app`` label): only those this
     DaemonSet controls count. ``previous`` are the conditions currently in the status, whose
     ``lastTransitionTime`` is kept while their status stays the same. ``name_conflict`` and
-    ``render_error`` are messages for the caller's failures, None when there were none. ``now``
+    ``render_error`` are messages for the caller's failures, None when there were none;
+    ``overlap`` says where another resource of the kind runs a plugin on the same nodes. ``now``
     must be timezone-aware; conditions carry it to the second, as metav1.Time does.
     """
     if now.tzinfo is None:
@@ -66,7 +68,7 @@ def observed_status(
         _progressing(
             daemonset, ds_status, desired, ready, blocked=bool(name_conflict or render_error)
         ),
-        _degraded(live, name_conflict, render_error),
+        _degraded(live, name_conflict, render_error, overlap),
     ]
     by_type = {condition.type: condition for condition in previous}
     conditions = [
@@ -129,12 +131,17 @@ def _progressing(
 
 
 def _degraded(
-    pods: Sequence[Mapping[str, Any]], name_conflict: str | None, render_error: str | None
+    pods: Sequence[Mapping[str, Any]],
+    name_conflict: str | None,
+    render_error: str | None,
+    overlap: str | None,
 ) -> _Fresh:
     if name_conflict:
         return DEGRADED, "True", "NameConflict", name_conflict
     if render_error:
         return DEGRADED, "True", "RenderFailed", render_error
+    if overlap:
+        return DEGRADED, "True", "OverlappingNodeSelector", overlap
     for reasons, reason in ((_PULL_FAILURES, "ImagePullFailed"), (_CRASHING, "PluginCrashing")):
         failures = [failure for pod in pods for failure in _waiting(pod, reasons)]
         if failures:

@@ -1,0 +1,522 @@
+"""The operator against the real local control plane, parametrized over the device registry.
+
+One operator (all devices, plugin namespace ``dp-plugins``) runs in-process for the module;
+tests that need other settings start a second, short-lived one in a namespace of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from clusters import TestCluster
+from deviceplugin_operator import devices, settings
+from deviceplugin_operator.controller import manager
+from deviceplugin_operator.kube import client, errors, resources
+from deviceplugin_operator.reconcile import daemonset, drift
+from polling import eventually_async
+
+pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "deployments" / "operator" / "samples"
+NAMESPACE = "dp-plugins"
+KIND_NAMES = list(devices.KINDS)
+WRITE_VERBS = ("create", "update", "patch", "delete")
+
+
+def sample(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(
+        (SAMPLES / f"deviceplugin_v1_{name}deviceplugin.yaml").read_text()
+    )
+    return loaded
+
+
+def crs(kind: devices.DeviceKind[Any]) -> resources.Resource:
+    return resources.Resource.of(
+        kind.resource.api_version, kind.kind, kind.plural, namespaced=False
+    )
+
+
+class Operator:
+    """A running in-process operator and a client to look at the cluster with."""
+
+    def __init__(self, mgr: manager.Manager, kube: client.HttpKubeClient, namespace: str):
+        self.manager = mgr
+        self.kube = kube
+        self.namespace = namespace
+
+    def controller(self, name: str) -> manager.Controller:
+        return next(c for c in self.manager.controllers if c.reconciler.kind.name == name)
+
+    async def daemonset(self, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(errors.NotFound):
+            return await self.kube.get(resources.DAEMON_SETS, name, self.namespace)
+        return None
+
+    async def idle(self) -> None:
+        """Wait until every queue is empty and no reconcile runs."""
+
+        async def quiet() -> bool:
+            return all(
+                c.queue.depth == 0 and not c.queue._processing for c in self.manager.controllers
+            )
+
+        await eventually_async(quiet, timeout=30, what="the work queues to drain")
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    cluster: TestCluster, config: settings.Settings
+) -> AsyncIterator[Operator]:
+    cluster.kubectl("create", "namespace", config.plugin_namespace, check=False)
+    kube = await client.connect(cluster.kubeconfig)
+    observer = await client.connect(cluster.kubeconfig)
+    mgr = manager.Manager(
+        config, manager.Options(health_probe_bind_address="127.0.0.1:0", resync_period=3600), kube
+    )
+    await mgr.start()
+    try:
+        yield Operator(mgr, observer, config.plugin_namespace)
+    finally:
+        await mgr.stop()
+        await kube.close()
+        await observer.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def operator(cluster: TestCluster) -> AsyncIterator[Operator]:
+    cluster.install_crds(ROOT / "deployments/operator/crd/bases")
+    config = settings.Settings(plugin_namespace=NAMESPACE, devices=tuple(devices.KINDS))
+    async with running_operator(cluster, config) as running:
+        yield running
+
+
+async def wait_ready(op: Operator, kind: devices.DeviceKind[Any], name: str, nodes: int) -> Any:
+    async def settled() -> dict[str, Any] | None:
+        cr = await op.kube.get(crs(kind), name)
+        status = cr.get("status") or {}
+        if status.get("desiredNumberScheduled") == nodes and status.get("numberReady") == nodes:
+            return cr
+        return None
+
+    return await eventually_async(settled, timeout=60, what=f"{kind.kind} {name} to be ready")
+
+
+def matching_nodes(cluster: TestCluster, cr: dict[str, Any]) -> list[str]:
+    kind = next(k for k in devices.KINDS.values() if k.kind == cr["kind"])
+    spec = kind.spec_of(cr)
+    selector = dict(spec.node_selector or {"kubernetes.io/arch": "amd64"})
+    for key, value in kind.required_node_selector.items():
+        selector.setdefault(key, value)
+    return cluster.nodes_matching(selector)
+
+
+@pytest.mark.parametrize("name", KIND_NAMES)
+async def test_sample_becomes_its_daemonset_with_status(
+    cluster: TestCluster, operator: Operator, name: str
+) -> None:
+    kind = devices.KINDS[name]
+    body = sample(name)
+    cr_name = body["metadata"]["name"]
+    created = await operator.kube.create(crs(kind), body)
+    nodes = matching_nodes(cluster, body)
+    assert nodes
+
+    cr = await wait_ready(operator, kind, cr_name, len(nodes))
+    ds_name = f"intel-{name}-plugin-{cr_name}"
+    ds = await operator.daemonset(ds_name)
+    assert ds is not None
+
+    expected = daemonset.desired_daemonset(
+        kind, cr_name, created["metadata"]["uid"], kind.spec_of(body), operator.manager.config
+    )
+    assert drift.matches(drift.with_rendered_lists(expected), ds)
+    assert ds["spec"]["selector"] == {"matchLabels": {"app": f"intel-{name}-plugin"}}
+    assert ds["spec"]["template"]["metadata"]["labels"] == {"app": f"intel-{name}-plugin"}
+    assert ds["metadata"]["labels"]["app.kubernetes.io/instance"] == cr_name
+    owner = ds["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == created["metadata"]["uid"]
+    assert owner["controller"] is True
+
+    status = cr["status"]
+    assert status["nodeNames"] == nodes
+    assert status["controlledDaemonSet"]["name"] == ds_name
+    assert status["observedGeneration"] == cr["metadata"]["generation"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Degraded"]["status"] == "False"
+
+    table = cluster.kubectl("get", kind.plural, cr_name).stdout.splitlines()
+    assert table[0].split() == ["NAME", "DESIRED", "READY", "NODE", "SELECTOR", "AGE"]
+    assert table[1].split()[:3] == [cr_name, str(len(nodes)), str(len(nodes))]
+
+
+@pytest.mark.parametrize("name", KIND_NAMES)
+async def test_spec_changes_reach_the_daemonset(
+    cluster: TestCluster, operator: Operator, name: str
+) -> None:
+    kind = devices.KINDS[name]
+    cr_name = f"change-{name}"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {"nodeSelector": {"only-here": "x"}},
+        },
+    )
+    ds_name = f"intel-{name}-plugin-{cr_name}"
+    await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    patch = {
+        "spec": {
+            "logLevel": 3,
+            "nodeSelector": {"intel.feature.node.kubernetes.io/gpu": "true", "only-here": None},
+            "tolerations": [
+                {"key": "foo", "operator": "Equal", "value": "bar", "effect": "NoSchedule"}
+            ],
+        }
+    }
+    await operator.kube.patch(crs(kind), cr_name, patch)
+
+    async def followed() -> dict[str, Any] | None:
+        ds = await operator.daemonset(ds_name)
+        pod = (ds or {}).get("spec", {}).get("template", {}).get("spec", {})
+        container = pod.get("containers", [{}])[0]
+        selector = pod.get("nodeSelector", {})
+        if (
+            container.get("args", [])[:2] == ["-v", "3"]
+            and "only-here" not in selector
+            and pod.get("tolerations")
+        ):
+            return pod
+        return None
+
+    pod = await eventually_async(followed, timeout=30, what="the DaemonSet to follow the spec")
+    assert pod["nodeSelector"]["intel.feature.node.kubernetes.io/gpu"] == "true"
+    assert pod["tolerations"] == patch["spec"]["tolerations"]
+
+    await operator.kube.patch(crs(kind), cr_name, {"spec": {"tolerations": None}})
+
+    async def tolerations_gone() -> bool:
+        ds = await operator.daemonset(ds_name)
+        return not (ds or {}).get("spec", {}).get("template", {}).get("spec", {}).get("tolerations")
+
+    await eventually_async(tolerations_gone, timeout=30, what="tolerations to be removed")
+    gpu_nodes = cluster.nodes_matching({"intel.feature.node.kubernetes.io/gpu": "true"})
+    await wait_ready(operator, kind, cr_name, len(gpu_nodes))
+
+
+async def test_hand_edits_are_reverted_and_unrendered_fields_kept(operator: Operator) -> None:
+    kind = devices.KINDS["gpu"]
+    cr_name = "hand-edited"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {"image": "intel/intel-gpu-plugin:0.36.0"},
+        },
+    )
+    ds_name = f"intel-gpu-plugin-{cr_name}"
+    await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    await operator.kube.patch(
+        resources.DAEMON_SETS,
+        ds_name,
+        {
+            "metadata": {"annotations": {"by-hand": "kept"}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "intel-gpu-plugin", "image": "evil/image:1"}],
+                        "nodeSelector": {"extra": "by-hand"},
+                        "priorityClassName": "",
+                    }
+                }
+            },
+        },
+        operator.namespace,
+        patch_type=client.PatchType.STRATEGIC,
+    )
+
+    async def restored() -> dict[str, Any] | None:
+        ds = await operator.daemonset(ds_name)
+        pod = (ds or {})["spec"]["template"]["spec"]
+        if (
+            pod["containers"][0]["image"] == "intel/intel-gpu-plugin:0.36.0"
+            and "extra" not in pod["nodeSelector"]
+        ):
+            return ds
+        return None
+
+    ds = await eventually_async(restored, timeout=30, what="the hand edit to be reverted")
+    assert ds["metadata"]["annotations"]["by-hand"] == "kept"
+
+
+async def test_deleted_daemonset_is_recreated(operator: Operator) -> None:
+    kind = devices.KINDS["npu"]
+    cr_name = "recreated"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {},
+        },
+    )
+    ds_name = f"intel-npu-plugin-{cr_name}"
+    first = await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    await operator.kube.delete(resources.DAEMON_SETS, ds_name, operator.namespace)
+
+    async def replaced() -> dict[str, Any] | None:
+        ds = await operator.daemonset(ds_name)
+        return ds if ds and ds["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    await eventually_async(replaced, timeout=30, what="the DaemonSet to be recreated")
+
+
+async def test_deleted_resource_loses_its_daemonset_without_retries(operator: Operator) -> None:
+    kind = devices.KINDS["qat"]
+    cr_name = "deleted"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {},
+        },
+    )
+    ds_name = f"intel-qat-plugin-{cr_name}"
+    await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    await operator.kube.delete(crs(kind), cr_name)
+
+    async def collected() -> bool:
+        return await operator.daemonset(ds_name) is None
+
+    await eventually_async(collected, timeout=60, what="the garbage collector")
+    await operator.idle()
+    assert operator.controller("qat").queue.num_requeues(cr_name) == 0
+
+
+async def test_name_conflict_is_reported_and_foreign_daemonset_untouched(
+    operator: Operator,
+) -> None:
+    kind = devices.KINDS["sgx"]
+    cr_name = "conflicting"
+    ds_name = f"intel-sgx-plugin-{cr_name}"
+    foreign = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": ds_name, "labels": {"app": "intel-sgx-plugin"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "intel-sgx-plugin", "mine": "yes"}},
+            "template": {
+                "metadata": {"labels": {"app": "intel-sgx-plugin", "mine": "yes"}},
+                "spec": {
+                    "nodeSelector": {"nowhere": "x"},
+                    "containers": [{"name": "c", "image": "someone/else:1"}],
+                },
+            },
+        },
+    }
+    made = await operator.kube.create(resources.DAEMON_SETS, foreign, operator.namespace)
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {},
+        },
+    )
+
+    async def degraded() -> dict[str, Any] | None:
+        cr = await operator.kube.get(crs(kind), cr_name)
+        for condition in (cr.get("status") or {}).get("conditions", []):
+            if condition["type"] == "Degraded" and condition["reason"] == "NameConflict":
+                return condition
+        return None
+
+    condition = await eventually_async(degraded, timeout=30, what="a NameConflict condition")
+    assert condition["status"] == "True"
+    assert ds_name in condition["message"]
+    still = await operator.daemonset(ds_name)
+    assert still is not None
+    # The DaemonSet controller writes its status; nobody touched what the owner made.
+    assert still["metadata"]["generation"] == made["metadata"]["generation"]
+    assert still["metadata"]["labels"] == made["metadata"]["labels"]
+    assert "ownerReferences" not in still["metadata"]
+    assert still["spec"]["template"] == made["spec"]["template"]
+
+
+async def test_missing_provisioning_config_map_is_degraded_with_the_fix(
+    operator: Operator,
+) -> None:
+    kind = devices.KINDS["qat"]
+    cr_name = "needs-config"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {
+                "initImage": "intel/intel-qat-initcontainer:0.36.0",
+                "provisioningConfig": "qat-config",
+                "kernelVfDrivers": ["4xxxvf"],
+            },
+        },
+    )
+
+    async def condition(reason: str, status: str) -> dict[str, Any] | None:
+        cr = await operator.kube.get(crs(kind), cr_name)
+        for c in (cr.get("status") or {}).get("conditions", []):
+            if c["type"] == "Degraded" and c["reason"] == reason and c["status"] == status:
+                return c
+        return None
+
+    found = await eventually_async(
+        lambda: condition("RenderFailed", "True"),
+        timeout=30,
+        what="a Degraded condition for the missing ConfigMap",
+    )
+    assert "spec.provisioningConfig" in found["message"]
+    assert f"create it in {operator.namespace}" in found["message"]
+
+    await operator.kube.create(
+        resources.CONFIG_MAPS,
+        {"metadata": {"name": "qat-config"}, "data": {"qat.conf": "x"}},
+        operator.namespace,
+    )
+
+    async def cleared() -> bool:
+        cr = await operator.kube.get(crs(kind), cr_name)
+        return not any(c["reason"] == "RenderFailed" for c in cr["status"]["conditions"])
+
+    await eventually_async(cleared, timeout=40, what="the condition to clear with the ConfigMap")
+
+
+async def test_resync_of_an_unchanged_cluster_writes_nothing(operator: Operator) -> None:
+    def writes() -> dict[str, int]:
+        return {verb: operator.manager.kube.requests[verb] for verb in WRITE_VERBS}
+
+    # Steady state first: pods of earlier tests may still be becoming ready, which rightly
+    # changes statuses. Steady = two seconds without a single write.
+    async def steady() -> dict[str, int] | None:
+        await operator.idle()
+        await operator.manager.recorder.flush()
+        first = writes()
+        await asyncio.sleep(2)
+        await operator.idle()
+        return first if writes() == first else None
+
+    before = await eventually_async(steady, timeout=60, interval=0, what="a steady state")
+    names = 0
+    for controller in operator.manager.controllers:
+        for cr in controller.reconciler.caches.plugins.list():
+            controller.queue.add(cr["metadata"]["name"])
+            names += 1
+    assert names >= len(KIND_NAMES)
+    await operator.idle()
+    await operator.manager.recorder.flush()
+    assert writes() == before
+
+
+async def test_only_enabled_devices_are_reconciled_with_namespace_and_pull_secret(
+    cluster: TestCluster, operator: Operator
+) -> None:
+    namespace = f"gpu-only-{uuid.uuid4().hex[:6]}"
+    config = settings.Settings(
+        plugin_namespace=namespace, image_pull_secret="regcred", devices=("gpu",)
+    )
+    async with running_operator(cluster, config) as gpu_only:
+        assert [c.reconciler.kind.name for c in gpu_only.manager.controllers] == ["gpu"]
+        gpu, qat = devices.KINDS["gpu"], devices.KINDS["qat"]
+        for kind in (gpu, qat):
+            await gpu_only.kube.create(
+                crs(kind),
+                {
+                    "apiVersion": kind.resource.api_version,
+                    "kind": kind.kind,
+                    "metadata": {"name": f"only-{namespace}"},
+                    "spec": {},
+                },
+            )
+        ds = await eventually_async(
+            lambda: gpu_only.daemonset(f"intel-gpu-plugin-only-{namespace}"),
+            what="the GPU DaemonSet in the second operator's namespace",
+        )
+        assert ds["metadata"]["namespace"] == namespace
+        assert ds["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+        # The module's operator makes the QAT DaemonSet in its namespace; this one never does.
+        await eventually_async(
+            lambda: operator.daemonset(f"intel-qat-plugin-only-{namespace}"),
+            what="the QAT DaemonSet of the all-devices operator",
+        )
+        await gpu_only.idle()
+        assert await gpu_only.daemonset(f"intel-qat-plugin-only-{namespace}") is None
+
+
+async def test_daemonset_in_the_reference_shape_is_adopted_without_rollout(
+    cluster: TestCluster, operator: Operator
+) -> None:
+    namespace = f"adopt-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    kind = devices.KINDS["gpu"]
+    cr_name = f"adopted-{namespace}"
+    body = sample("gpu")
+    body["metadata"]["name"] = cr_name
+    created = await operator.kube.create(crs(kind), body)
+    config = settings.Settings(plugin_namespace=namespace, devices=("gpu",))
+    # What the reference operator made: the same template, only `app` labels, its owner ref.
+    reference = daemonset.desired_daemonset(
+        kind, cr_name, created["metadata"]["uid"], kind.spec_of(body), config
+    )
+    reference["metadata"]["labels"] = {"app": "intel-gpu-plugin"}
+    made = await operator.kube.create(resources.DAEMON_SETS, reference, namespace)
+    gpu_nodes = cluster.nodes_matching({"intel.feature.node.kubernetes.io/gpu": "true"})
+
+    async def rolled_out() -> dict[str, Any] | None:
+        ds = await operator.kube.get(resources.DAEMON_SETS, made["metadata"]["name"], namespace)
+        return ds if ds.get("status", {}).get("numberReady") == len(gpu_nodes) else None
+
+    await eventually_async(rolled_out, timeout=60, what="the reference-shaped DaemonSet")
+
+    def pod_uids() -> list[str]:
+        # The second operator also renders every other GPU resource into this namespace:
+        # only the adopted DaemonSet's pods matter.
+        pods = cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
+        return sorted(
+            p["metadata"]["uid"]
+            for p in pods
+            if p["metadata"]["ownerReferences"][0]["uid"] == made["metadata"]["uid"]
+        )
+
+    pods_before = pod_uids()
+    assert len(pods_before) == len(gpu_nodes)
+
+    async with running_operator(cluster, config) as adopting:
+
+        async def adopted() -> dict[str, Any] | None:
+            ds = await adopting.daemonset(made["metadata"]["name"])
+            labels = (ds or {})["metadata"]["labels"]
+            return ds if labels.get("app.kubernetes.io/managed-by") else None
+
+        ds = await eventually_async(adopted, timeout=30, what="the DaemonSet to be adopted")
+        assert ds["metadata"]["uid"] == made["metadata"]["uid"]
+        assert ds["metadata"]["generation"] == made["metadata"]["generation"]
+        await adopting.idle()
+
+    assert pod_uids() == pods_before
