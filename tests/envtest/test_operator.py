@@ -520,3 +520,37 @@ async def test_daemonset_in_the_reference_shape_is_adopted_without_rollout(
         await adopting.idle()
 
     assert pod_uids() == pods_before
+
+
+async def test_old_image_is_raised_to_the_minimum_and_recorded_as_an_event(
+    cluster: TestCluster, operator: Operator
+) -> None:
+    kind = devices.KINDS["dsa"]
+    cr_name = "old-image"
+    await operator.kube.create(
+        crs(kind),
+        {
+            "apiVersion": kind.resource.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": cr_name},
+            "spec": {"image": "registry.example:5000/intel/intel-dsa-plugin:0.35.0"},
+        },
+    )
+    ds_name = f"intel-dsa-plugin-{cr_name}"
+    ds = await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    container = ds["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example:5000/intel/intel-dsa-plugin:0.36.0"
+    cr = await operator.kube.get(crs(kind), cr_name)
+    assert cr["spec"]["image"].endswith(":0.35.0")  # the user's spec is never rewritten
+
+    async def recorded() -> list[dict[str, Any]] | None:
+        listing = await operator.kube.list(
+            resources.EVENTS, "default", field_selector=f"involvedObject.name={cr_name}"
+        )
+        reasons = {event["reason"]: event for event in listing.items}
+        return listing.items if {"ImageUpgraded", "Created"} <= set(reasons) else None
+
+    events = await eventually_async(recorded, timeout=30, what="ImageUpgraded and Created events")
+    upgraded = next(e for e in events if e["reason"] == "ImageUpgraded")
+    assert "0.36.0" in upgraded["message"]
+    assert upgraded["involvedObject"]["kind"] == "DsaDevicePlugin"
