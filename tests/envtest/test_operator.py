@@ -40,6 +40,19 @@ def sample(name: str) -> dict[str, Any]:
     return loaded
 
 
+async def create_plugin(
+    op: Operator, kind: devices.DeviceKind[Any], name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Create a resource of ``kind`` named ``name`` with ``spec``."""
+    body = {
+        "apiVersion": kind.resource.api_version,
+        "kind": kind.kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return await op.kube.create(crs(kind), body)
+
+
 def crs(kind: devices.DeviceKind[Any]) -> resources.Resource:
     return resources.Resource.of(
         kind.resource.api_version, kind.kind, kind.plural, namespaced=False
@@ -166,15 +179,7 @@ async def test_spec_changes_reach_the_daemonset(
 ) -> None:
     kind = devices.KINDS[name]
     cr_name = f"change-{name}"
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {"nodeSelector": {"only-here": "x"}},
-        },
-    )
+    await create_plugin(operator, kind, cr_name, {"nodeSelector": {"only-here": "x"}})
     ds_name = f"intel-{name}-plugin-{cr_name}"
     await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
     patch = {
@@ -219,15 +224,7 @@ async def test_spec_changes_reach_the_daemonset(
 async def test_hand_edits_are_reverted_and_unrendered_fields_kept(operator: Operator) -> None:
     kind = devices.KINDS["gpu"]
     cr_name = "hand-edited"
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {"image": "intel/intel-gpu-plugin:0.36.0"},
-        },
-    )
+    await create_plugin(operator, kind, cr_name, {"image": "intel/intel-gpu-plugin:0.36.0"})
     ds_name = f"intel-gpu-plugin-{cr_name}"
     await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
     await operator.kube.patch(
@@ -266,15 +263,7 @@ async def test_hand_edits_are_reverted_and_unrendered_fields_kept(operator: Oper
 async def test_deleted_daemonset_is_recreated(operator: Operator) -> None:
     kind = devices.KINDS["npu"]
     cr_name = "recreated"
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {},
-        },
-    )
+    await create_plugin(operator, kind, cr_name, {})
     ds_name = f"intel-npu-plugin-{cr_name}"
     first = await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
     await operator.kube.delete(resources.DAEMON_SETS, ds_name, operator.namespace)
@@ -289,15 +278,7 @@ async def test_deleted_daemonset_is_recreated(operator: Operator) -> None:
 async def test_deleted_resource_loses_its_daemonset_without_retries(operator: Operator) -> None:
     kind = devices.KINDS["qat"]
     cr_name = "deleted"
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {},
-        },
-    )
+    await create_plugin(operator, kind, cr_name, {})
     ds_name = f"intel-qat-plugin-{cr_name}"
     await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
     await operator.kube.delete(crs(kind), cr_name)
@@ -332,15 +313,7 @@ async def test_name_conflict_is_reported_and_foreign_daemonset_untouched(
         },
     }
     made = await operator.kube.create(resources.DAEMON_SETS, foreign, operator.namespace)
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {},
-        },
-    )
+    await create_plugin(operator, kind, cr_name, {})
 
     async def degraded() -> dict[str, Any] | None:
         cr = await operator.kube.get(crs(kind), cr_name)
@@ -366,17 +339,14 @@ async def test_missing_provisioning_config_map_is_degraded_with_the_fix(
 ) -> None:
     kind = devices.KINDS["qat"]
     cr_name = "needs-config"
-    await operator.kube.create(
-        crs(kind),
+    await create_plugin(
+        operator,
+        kind,
+        cr_name,
         {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {
-                "initImage": "intel/intel-qat-initcontainer:0.36.0",
-                "provisioningConfig": "qat-config",
-                "kernelVfDrivers": ["4xxxvf"],
-            },
+            "initImage": "intel/intel-qat-initcontainer:0.36.0",
+            "provisioningConfig": "qat-config",
+            "kernelVfDrivers": ["4xxxvf"],
         },
     )
 
@@ -445,15 +415,7 @@ async def test_only_enabled_devices_are_reconciled_with_namespace_and_pull_secre
         assert [c.reconciler.kind.name for c in gpu_only.manager.controllers] == ["gpu"]
         gpu, qat = devices.KINDS["gpu"], devices.KINDS["qat"]
         for kind in (gpu, qat):
-            await gpu_only.kube.create(
-                crs(kind),
-                {
-                    "apiVersion": kind.resource.api_version,
-                    "kind": kind.kind,
-                    "metadata": {"name": f"only-{namespace}"},
-                    "spec": {},
-                },
-            )
+            await create_plugin(gpu_only, kind, f"only-{namespace}", {})
         ds = await eventually_async(
             lambda: gpu_only.daemonset(f"intel-gpu-plugin-only-{namespace}"),
             what="the GPU DaemonSet in the second operator's namespace",
@@ -527,14 +489,8 @@ async def test_old_image_is_raised_to_the_minimum_and_recorded_as_an_event(
 ) -> None:
     kind = devices.KINDS["dsa"]
     cr_name = "old-image"
-    await operator.kube.create(
-        crs(kind),
-        {
-            "apiVersion": kind.resource.api_version,
-            "kind": kind.kind,
-            "metadata": {"name": cr_name},
-            "spec": {"image": "registry.example:5000/intel/intel-dsa-plugin:0.35.0"},
-        },
+    await create_plugin(
+        operator, kind, cr_name, {"image": "registry.example:5000/intel/intel-dsa-plugin:0.35.0"}
     )
     ds_name = f"intel-dsa-plugin-{cr_name}"
     ds = await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
