@@ -510,3 +510,95 @@ async def test_old_image_is_raised_to_the_minimum_and_recorded_as_an_event(
     upgraded = next(e for e in events if e["reason"] == "ImageUpgraded")
     assert "0.36.0" in upgraded["message"]
     assert upgraded["involvedObject"]["kind"] == "DsaDevicePlugin"
+
+
+EVERY_FIELD: dict[str, dict[str, Any]] = {
+    "dlb": {"initImage": "intel/intel-dlb-initcontainer:0.36.1"},
+    "dsa": {
+        "initImage": "intel/intel-idxd-config-initcontainer:0.36.1",
+        "provisioningConfig": "dsa-config",
+        "driver": "vfio-pci",
+        "sharedDevNum": 7,
+    },
+    "fpga": {"initImage": "intel/intel-fpga-initcontainer:0.36.1", "mode": "region"},
+    "gpu": {
+        "initImage": "intel/intel-gpu-initcontainer:0.36.1",
+        "allowIDs": "0x56a0,0x56a1",
+        "preferredAllocationPolicy": "packed",
+        "bypathMode": "all",
+        "monitoringMode": "split",
+        "enableMonitoring": True,
+        "sharedDevNum": 4,
+    },
+    "iaa": {
+        "initImage": "intel/intel-idxd-config-initcontainer:0.36.1",
+        "provisioningConfig": "iaa-config",
+        "sharedDevNum": 3,
+    },
+    "npu": {"sharedDevNum": 2},
+    "qat": {
+        "initImage": "intel/intel-qat-initcontainer:0.36.1",
+        "provisioningConfig": "qat-config",
+        "preferredAllocationPolicy": "balanced",
+        "dpdkDriver": "igb_uio",
+        "kernelVfDrivers": ["c3xxxvf", "6xxxvf"],
+        "maxNumDevices": 12,
+    },
+    "sgx": {
+        "initImage": "intel/intel-sgx-initcontainer:0.36.1",
+        "enclaveLimit": 20,
+        "provisionLimit": 21,
+        "dcapInfraResources": True,
+    },
+}
+"""A spec per kind that sets every field besides the common ones to a non-default value."""
+
+
+@pytest.mark.parametrize("name", KIND_NAMES)
+async def test_every_field_set_and_cleared_reaches_the_daemonset(
+    operator: Operator, name: str
+) -> None:
+    kind = devices.KINDS[name]
+    cr_name = f"every-field-{name}"
+    created = await create_plugin(operator, kind, cr_name, {})
+    ds_name = f"intel-{name}-plugin-{cr_name}"
+    full = {
+        "image": f"intel/intel-{name}-plugin:0.36.1",
+        "logLevel": 5,
+        "nodeSelector": {"intel.feature.node.kubernetes.io/gpu": "true", "zone": "a"},
+        "tolerations": [
+            {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+        ],
+        **EVERY_FIELD[name],
+    }
+
+    async def rendered(spec: dict[str, Any]) -> dict[str, Any] | None:
+        expected = daemonset.desired_daemonset(
+            kind,
+            cr_name,
+            created["metadata"]["uid"],
+            kind.spec.model_validate(spec),
+            operator.manager.config,
+        )
+        ds = await operator.daemonset(ds_name)
+        return ds if ds and drift.matches(drift.with_rendered_lists(expected), ds) else None
+
+    await eventually_async(lambda: rendered({}), what="the DaemonSet of the empty spec")
+    await operator.kube.patch(crs(kind), cr_name, {"spec": full})
+    ds = await eventually_async(lambda: rendered(full), what="every field in the DaemonSet")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["-v", "5"]
+
+    await operator.kube.patch(crs(kind), cr_name, {"spec": dict.fromkeys(full)})
+    await eventually_async(lambda: rendered({}), what="every field cleared from the DaemonSet")
+
+
+async def test_fpga_mappings_sample_is_accepted_by_the_schema(cluster: TestCluster) -> None:
+    namespace = f"mappings-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    applied = cluster.kubectl(
+        "apply", "-n", namespace, "-f", str(SAMPLES / "mappings-collection.yaml")
+    )
+    assert applied.stdout.count("created") == 21
+    assert len(cluster.kubectl_json("get", "af", "-n", namespace)["items"]) == 17
+    assert len(cluster.kubectl_json("get", "fpga", "-n", namespace)["items"]) == 4
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
