@@ -592,7 +592,9 @@ async def test_every_field_set_and_cleared_reaches_the_daemonset(
     await eventually_async(lambda: rendered({}), what="every field cleared from the DaemonSet")
 
 
-async def test_fpga_mappings_sample_is_accepted_by_the_schema(cluster: TestCluster) -> None:
+async def test_fpga_mappings_sample_is_accepted_by_the_schema(
+    cluster: TestCluster, operator: Operator
+) -> None:
     namespace = f"mappings-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     applied = cluster.kubectl(
