@@ -604,3 +604,63 @@ async def test_fpga_mappings_sample_is_accepted_by_the_schema(
     assert len(cluster.kubectl_json("get", "af", "-n", namespace)["items"]) == 17
     assert len(cluster.kubectl_json("get", "fpga", "-n", namespace)["items"]) == 4
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+async def test_duplicate_daemonset_owned_by_the_resource_is_deleted(operator: Operator) -> None:
+    kind = devices.KINDS["npu"]
+    cr_name = "with-duplicate"
+    created = await create_plugin(operator, kind, cr_name, {})
+    ds = await eventually_async(
+        lambda: operator.daemonset(f"intel-npu-plugin-{cr_name}"), what="the DaemonSet"
+    )
+    duplicate = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": f"intel-npu-plugin-{cr_name}-copy",
+            "labels": {"app": "intel-npu-plugin"},
+            "ownerReferences": ds["metadata"]["ownerReferences"],
+        },
+        "spec": ds["spec"] | {"template": ds["spec"]["template"]},
+    }
+    assert duplicate["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    await operator.kube.create(resources.DAEMON_SETS, duplicate, operator.namespace)
+
+    async def deleted() -> bool:
+        return await operator.daemonset(duplicate["metadata"]["name"]) is None
+
+    await eventually_async(deleted, timeout=30, what="the duplicate DaemonSet to be deleted")
+    assert await operator.daemonset(f"intel-npu-plugin-{cr_name}") is not None
+
+
+async def test_legacy_unsuffixed_daemonset_is_adopted_in_place(
+    cluster: TestCluster, operator: Operator
+) -> None:
+    namespace = f"legacy-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    kind = devices.KINDS["dsa"]
+    cr_name = f"legacy-{namespace}"
+    created = await create_plugin(
+        operator, kind, cr_name, {"image": "intel/intel-dsa-plugin:0.35.0"}
+    )
+    config = settings.Settings(plugin_namespace=namespace, devices=("dsa",))
+    legacy = daemonset.desired_daemonset(
+        kind, cr_name, created["metadata"]["uid"], kind.spec_of(created), config
+    )
+    # A pre-0.29 DaemonSet: no suffix, the old image, no recommended labels.
+    legacy["metadata"]["name"] = "intel-dsa-plugin"
+    legacy["metadata"]["labels"] = {"app": "intel-dsa-plugin"}
+    legacy["spec"]["template"]["spec"]["containers"][0]["image"] = "intel/intel-dsa-plugin:0.35.0"
+    made = await operator.kube.create(resources.DAEMON_SETS, legacy, namespace)
+
+    async with running_operator(cluster, config) as adopting:
+
+        async def upgraded() -> dict[str, Any] | None:
+            ds = await adopting.daemonset("intel-dsa-plugin")
+            image = (ds or {})["spec"]["template"]["spec"]["containers"][0]["image"]
+            return ds if image == "intel/intel-dsa-plugin:0.36.0" else None
+
+        ds = await eventually_async(upgraded, timeout=30, what="the legacy DaemonSet upgraded")
+        assert ds["metadata"]["uid"] == made["metadata"]["uid"]
+        await adopting.idle()
+        assert await adopting.daemonset(f"intel-dsa-plugin-{cr_name}") is None
