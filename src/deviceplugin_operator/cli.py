@@ -18,8 +18,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import manager
+from deviceplugin_operator import devices, manager, settings
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +164,19 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         health_probe_bind_address=args.health_probe_bind_address,
         metrics_bind_address=args.metrics_bind_address,
         resync_period=args.resync_period,
+        webhook_port=args.webhook_port,
+        webhook_host=args.webhook_host,
+        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_certs=args.webhook_certs,
+        webhook_hosts=tuple(h.strip() for h in args.webhook_cert_hosts.split(",") if h.strip()),
+        webhook_secret=args.webhook_secret,
+        webhook_service=args.webhook_service,
+        webhook_configuration_prefix=args.webhook_configuration_prefix,
+        operator_namespace=args.operator_namespace
+        or environ.get("POD_NAMESPACE")
+        or environ.get("DEVICEPLUGIN_NAMESPACE")
+        or "inteldeviceplugins-system",
+        enable_http2=args.enable_http2,
     )
 
 

@@ -18,8 +18,7 @@ import pytest_asyncio
 import yaml
 
 from clusters import TestCluster
-from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import manager
+from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.kube import client, errors, resources
 from deviceplugin_operator.reconcile import daemonset, drift
 from polling import eventually_async
@@ -94,7 +93,11 @@ async def running_operator(
     kube = await client.connect(cluster.kubeconfig)
     observer = await client.connect(cluster.kubeconfig)
     mgr = manager.Manager(
-        config, manager.Options(health_probe_bind_address="127.0.0.1:0", resync_period=3600), kube
+        config,
+        manager.Options(
+            health_probe_bind_address="127.0.0.1:0", resync_period=3600, webhook_port=0
+        ),
+        kube,
     )
     await mgr.start()
     try:

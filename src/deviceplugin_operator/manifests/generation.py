@@ -12,7 +12,7 @@ import difflib
 import pathlib
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.manifests import crd
+from deviceplugin_operator.manifests import crd, webhooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Generator:
 
 GENERATORS: tuple[Generator, ...] = (
     Generator(name="crd", files=crd.files, owned_dirs=(crd.BASES,)),
+    Generator(name="webhooks", files=webhooks.files),
 )
 
 

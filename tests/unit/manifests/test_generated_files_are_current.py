@@ -27,6 +27,7 @@ def test_check_reports_stale_missing_and_leftover_files(
     deployments: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shutil.copytree(deployments / "crd", tmp_path / "crd")
+    shutil.copytree(deployments / "webhook", tmp_path / "webhook")
     assert cli.main(["check", str(tmp_path)]) == 0
 
     gpu = tmp_path / "crd/bases/deviceplugin.intel.com_gpudeviceplugins.yaml"

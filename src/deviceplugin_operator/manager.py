@@ -14,10 +14,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+import pathlib
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import events, informer, probes, queue, reconciler
+from deviceplugin_operator.admission import rules, server
+from deviceplugin_operator.controller import (
+    certificates,
+    events,
+    informer,
+    probes,
+    queue,
+    reconciler,
+)
 from deviceplugin_operator.kube import client, errors, objects, resources
 
 log = logging.getLogger(__name__)
@@ -41,6 +52,40 @@ class Options:
 
     workers: int = 1
     """Concurrent reconciles per kind."""
+
+    webhook_port: int = 9443
+    """Port of the HTTPS admission server; 0 disables it."""
+
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - pods serve the apiserver on their IP
+    """Address the admission server binds."""
+
+    webhook_cert_dir: str = "/tmp/k8s-webhook-server/serving-certs"  # noqa: S108
+    """Where mounted certificates are read, and self-managed ones written for the ssl module."""
+
+    webhook_certs: str = "self-managed"
+    """``self-managed`` (the operator's own CA in a Secret) or ``mounted`` (cert-manager,
+    OpenShift service CA: ``tls.crt``/``tls.key`` in ``webhook_cert_dir``, reloaded)."""
+
+    webhook_hosts: tuple[str, ...] = ()
+    """Names and addresses of the serving certificate (self-managed); empty → the Service's."""
+
+    webhook_secret: str = "intel-deviceplugins-webhook-server-cert"  # noqa: S105 - a name
+    """Secret holding the self-managed CA and serving certificate."""
+
+    webhook_configuration_prefix: str = "intel-deviceplugins-"
+    """Prefix of the Mutating/ValidatingWebhookConfiguration names whose caBundle is ours."""
+
+    webhook_service: str = "intel-deviceplugins-webhook-service"
+    """Service in front of the webhook server (names of the self-managed certificate)."""
+
+    operator_namespace: str = "inteldeviceplugins-system"
+    """Namespace of the operator itself (certificate Secret)."""
+
+    enable_http2: bool = False
+    """Offer HTTP/2 by ALPN on the webhook server (off: the HTTP/2 rapid-reset class of bugs)."""
+
+    certificate_check_period: float = 3600.0
+    """Seconds between checks of the self-managed certificate (renewal, deleted Secret)."""
 
 
 def plugin_label_selector(device_names: Sequence[str]) -> str:
@@ -166,7 +211,21 @@ class Manager:
             self.controllers.append(controller)
         self.probes = probes.ProbeServer()
         self.probes.checks["informers-synced"] = self.synced
+        self.admission = server.AdmissionServer(
+            [devices.KINDS[name] for name in config.devices],
+            context_provider=self._warning_context,
+        )
+        if options.webhook_port:
+            self.probes.checks["webhook"] = lambda: self.admission.serving
+        self._plugins_by_kind = {
+            controller.reconciler.kind.name: controller.reconciler.caches.plugins
+            for controller in self.controllers
+        }
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._certificates: tuple[certificates.SelfManaged, ssl.SSLContext, pathlib.Path] | None = (
+            None
+        )
 
     @property
     def informers(self) -> list[informer.Informer]:
@@ -175,8 +234,91 @@ class Manager:
     def synced(self) -> bool:
         return all(inf.synced for inf in self.informers)
 
+    async def _warning_context(
+        self, kind: devices.DeviceKind[Any], obj: Mapping[str, Any]
+    ) -> rules.Context:
+        plugins = self._plugins_by_kind.get(kind.name)
+        others = {
+            objects.name(other): (other.get("spec") or {}).get("nodeSelector") or {}
+            for other in (plugins.list() if plugins else [])
+            if objects.name(other) != (obj.get("metadata") or {}).get("name")
+        }
+        exists: bool | None = None
+        config_map = (obj.get("spec") or {}).get("provisioningConfig")
+        if config_map:
+            try:
+                await self.kube.get(resources.CONFIG_MAPS, config_map, self.config.plugin_namespace)
+                exists = True
+            except errors.NotFound:
+                exists = False
+            except errors.KubeError:
+                exists = None
+        return rules.Context(
+            other_selectors=others,
+            config_map_exists=exists,
+            plugin_namespace=self.config.plugin_namespace,
+        )
+
+    async def _start_admission(self) -> None:
+        options = self.options
+        if not options.webhook_port:
+            return
+        context = server.tls_context(enable_http2=options.enable_http2)
+        cert_dir = pathlib.Path(options.webhook_cert_dir)
+        if options.webhook_certs == "mounted":
+            mounted = server.MountedCertificates(cert_dir, context)
+            if not mounted.reload_if_changed():
+                raise errors.ConfigError(
+                    f"No usable tls.crt/tls.key in {cert_dir} (--webhook-certs=mounted)"
+                )
+            self._background.append(asyncio.create_task(mounted.watch()))
+        else:
+            service = f"{options.webhook_service}.{options.operator_namespace}.svc"
+            hosts = options.webhook_hosts or (service, f"{service}.cluster.local")
+            prefix = options.webhook_configuration_prefix
+            self_managed = certificates.SelfManaged(
+                self.kube,
+                options.operator_namespace,
+                options.webhook_secret,
+                hosts,
+                [
+                    (
+                        resources.MUTATING_WEBHOOK_CONFIGURATIONS,
+                        prefix + "mutating-webhook-configuration",
+                    ),
+                    (
+                        resources.VALIDATING_WEBHOOK_CONFIGURATIONS,
+                        prefix + "validating-webhook-configuration",
+                    ),
+                ],
+            )
+            self._certificates = (self_managed, context, cert_dir)
+            await self.refresh_certificate()
+            self._background.append(asyncio.create_task(self._keep_certificate()))
+        await self.admission.start(options.webhook_host, options.webhook_port, context)
+
+    async def refresh_certificate(self) -> None:
+        """Check the self-managed certificate once: recreate, renew, repair the CA bundles,
+        and serve what is stored now."""
+        if self._certificates is None:
+            return
+        self_managed, context, cert_dir = self._certificates
+        served = self_managed.current
+        bundle = await self_managed.ensure()
+        if bundle != served:
+            server.load_pem(context, bundle.cert, bundle.key, cert_dir)
+
+    async def _keep_certificate(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.certificate_check_period)
+            try:
+                await self.refresh_certificate()
+            except errors.KubeError as error:
+                log.warning("Checking the webhook certificate failed", extra={"error": str(error)})
+
     async def start(self) -> None:
         await self.probes.start(self.options.health_probe_bind_address)
+        await self._start_admission()
         for inf in self.informers:
             inf.start()
         # Workers start once the DaemonSet and Pod caches are filled: a reconcile against an
@@ -200,9 +342,12 @@ class Manager:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for task in self._background:
+            task.cancel()
         for inf in self.informers:
             await inf.stop()
         await self.recorder.flush()
+        await self.admission.stop()
         await self.probes.stop()
 
 

@@ -1,0 +1,397 @@
+"""The admission webhooks through the real apiserver: kubectl sees the operator's verdicts.
+
+The operator runs in-process with self-managed certificates for 127.0.0.1; webhook
+configurations point at it by URL without a CA bundle, which the operator fills in. They are
+removed at the end, so that other test modules do not depend on this server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import pathlib
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from clusters import TestCluster
+from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator.kube import client
+from deviceplugin_operator.manifests import webhooks
+from localcluster import processes
+from polling import eventually_async
+
+pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "deployments" / "operator" / "samples"
+PREFIX = "admission-test-"
+OPERATOR_NAMESPACE = "dp-admission"
+SECRET = "admission-test-cert"
+HEX64 = "0123456789abcdef" * 4
+
+
+class Webhooked:
+    def __init__(self, mgr: manager.Manager, kube: client.HttpKubeClient, port: int):
+        self.manager = mgr
+        self.kube = kube
+        self.port = port
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def webhooked(
+    cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Webhooked]:
+    cluster.install_crds(ROOT / "deployments/operator/crd/bases")
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    port = processes.free_port()
+
+    def url(path: str) -> dict[str, Any]:
+        return {"url": f"https://127.0.0.1:{port}{path}"}
+
+    for configuration in webhooks.configurations(devices.KINDS.values(), url, prefix=PREFIX):
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(configuration))
+    kube = await client.connect(cluster.kubeconfig)
+    options = manager.Options(
+        health_probe_bind_address="127.0.0.1:0",
+        webhook_port=port,
+        webhook_host="127.0.0.1",
+        webhook_hosts=("127.0.0.1",),
+        webhook_cert_dir=str(tmp_path_factory.mktemp("certs")),
+        webhook_configuration_prefix=PREFIX,
+        webhook_secret=SECRET,
+        operator_namespace=OPERATOR_NAMESPACE,
+    )
+    config = settings.Settings(plugin_namespace=OPERATOR_NAMESPACE, devices=tuple(devices.KINDS))
+    mgr = manager.Manager(config, options, kube)
+    await mgr.start()
+    try:
+        yield Webhooked(mgr, kube, port)
+    finally:
+        for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+            name = (
+                PREFIX + webhooks.MUTATING_NAME
+                if kind.startswith("m")
+                else (PREFIX + webhooks.VALIDATING_NAME)
+            )
+            cluster.kubectl("delete", kind, name, "--ignore-not-found")
+        await mgr.stop()
+        await kube.close()
+
+
+async def kubectl(cluster: TestCluster, *args: str, **kwargs: Any) -> Any:
+    """kubectl in a thread: the webhook server answering it runs on this event loop."""
+    return await asyncio.to_thread(cluster.kubectl, *args, **kwargs)
+
+
+async def kubectl_json(cluster: TestCluster, *args: str) -> Any:
+    return await asyncio.to_thread(cluster.kubectl_json, *args)
+
+
+async def apply(cluster: TestCluster, body: dict[str, Any]) -> Any:
+    return await kubectl(cluster, "create", "-f", "-", input=json.dumps(body), check=False)
+
+
+def resource(kind: str, spec: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "deviceplugin.intel.com/v1",
+        "kind": kind,
+        "metadata": {"name": name or f"adm-{uuid.uuid4().hex[:8]}"},
+        "spec": spec,
+    }
+
+
+async def test_ca_bundle_is_written_into_the_webhook_configurations(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    secret = await kubectl_json(cluster, "get", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
+    ca = base64.b64decode(secret["data"]["ca.crt"])
+    for kind, name in (
+        ("validatingwebhookconfiguration", webhooks.VALIDATING_NAME),
+        ("mutatingwebhookconfiguration", webhooks.MUTATING_NAME),
+    ):
+        configuration = await kubectl_json(cluster, "get", kind, PREFIX + name)
+        bundles = {w["clientConfig"]["caBundle"] for w in configuration["webhooks"]}
+        assert bundles == {base64.b64encode(ca).decode()}
+
+
+async def test_webhook_serves_only_tls_1_2_and_newer(webhooked: Webhooked) -> None:
+    await asyncio.to_thread(_handshakes, webhooked.port)
+
+
+def _handshakes(port: int) -> None:
+    import socket
+
+    for version, works in (
+        (ssl.TLSVersion.TLSv1_1, False),
+        (ssl.TLSVersion.TLSv1_2, True),
+        (ssl.TLSVersion.TLSv1_3, True),
+    ):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = context.maximum_version = version
+        if version == ssl.TLSVersion.TLSv1_1:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                context.wrap_socket(raw) as tls,
+            ):
+                negotiated = tls.version()
+        except (ssl.SSLError, OSError):
+            negotiated = None
+        assert (negotiated is not None) == works, (version, negotiated)
+
+
+async def test_defaulting_sets_the_image(cluster: TestCluster, webhooked: Webhooked) -> None:
+    """V1: an empty spec gets the operator's default image."""
+    body = resource("GpuDevicePlugin", {})
+
+    async def created() -> bool:
+        return bool((await apply(cluster, body)).returncode == 0)
+
+    await eventually_async(created, timeout=30, what="the webhooks to answer")
+    stored = await kubectl_json(cluster, "get", "gpudeviceplugin", body["metadata"]["name"])
+    assert stored["spec"]["image"] == "intel/intel-gpu-plugin:0.36.0"
+
+
+DENIALS = [
+    (
+        "V2",
+        "GpuDevicePlugin",
+        {"image": "intel/intel-gpu-plugin:0.35.0"},
+        'invalid resource: version "0.35.0" is too low. Should be at least "0.36.0"',
+    ),
+    (
+        "V3",
+        "GpuDevicePlugin",
+        {"image": "intel/intel-gpu-plugin:devel"},
+        'invalid resource: could not parse "devel" as version: Make sure it\'s either valid SHA '
+        "digest or semver tag",
+    ),
+    (
+        "V4",
+        "GpuDevicePlugin",
+        {"image": "foo/intel-qat-plugin:0.36.0"},
+        'invalid resource: incorrect image name "intel-qat-plugin". Make sure you use '
+        "'<vendor>/intel-gpu-plugin'",
+    ),
+    (
+        "V5",
+        "GpuDevicePlugin",
+        {"image": "intel/intel-gpu-plugin"},
+        'invalid resource: incorrect image field "intel/intel-gpu-plugin"',
+    ),
+    (
+        "V8",
+        "GpuDevicePlugin",
+        {"sharedDevNum": 1, "preferredAllocationPolicy": "packed"},
+        "invalid resource: 'packed' PreferredAllocationPolicy is valid only when setting "
+        "sharedDevNum > 1",
+    ),
+    (
+        "V9",
+        "GpuDevicePlugin",
+        {"allowIDs": "0x4905,,0x56a0"},
+        "invalid resource: Empty PCI Device ID in AllowIDs",
+    ),
+    (
+        "V10",
+        "GpuDevicePlugin",
+        {"denyIDs": "0x56A0"},
+        "invalid resource: Invalid PCI Device ID: 0x56A0",
+    ),
+    (
+        "V11",
+        "GpuDevicePlugin",
+        {"allowIDs": "0x4905", "denyIDs": "0x56a0"},
+        "invalid resource: AllowIDs and DenyIDs cannot be used together",
+    ),
+    (
+        "V12",
+        "QatDevicePlugin",
+        {"provisioningConfig": "c"},
+        "invalid resource: ProvisioningConfig is set with no InitImage",
+    ),
+    (
+        "V13",
+        "QatDevicePlugin",
+        {
+            "initImage": "intel/intel-qat-initcontainer:0.36.0",
+            "provisioningConfig": "c",
+            "kernelVfDrivers": ["c6xxvf"],
+        },
+        "invalid resource: ProvisioningConfig is available only for 4xxx and 420xx devices",
+    ),
+    (
+        "V14-dsa",
+        "DsaDevicePlugin",
+        {"provisioningConfig": "c"},
+        "invalid resource: ProvisioningConfig is set with no InitImage",
+    ),
+    (
+        "V14-iaa",
+        "IaaDevicePlugin",
+        {"provisioningConfig": "c"},
+        "invalid resource: ProvisioningConfig is set with no InitImage",
+    ),
+    (
+        "anchored-digest",
+        "GpuDevicePlugin",
+        {"image": f"evil-intel-gpu-plugin@sha256:{HEX64}"},
+        'invalid resource: incorrect image name "evil-intel-gpu-plugin@sha256". Make sure you use '
+        "'<vendor>/intel-gpu-plugin'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "kind", "spec", "message"), DENIALS, ids=[d[0] for d in DENIALS])
+async def test_invalid_resources_are_denied_with_the_reference_message(
+    cluster: TestCluster,
+    webhooked: Webhooked,
+    case: str,
+    kind: str,
+    spec: dict[str, Any],
+    message: str,
+) -> None:
+    completed = await apply(cluster, resource(kind, spec))
+    assert completed.returncode != 0
+    webhook = f"v{kind.lower()}.kb.io"
+    assert f'admission webhook "{webhook}" denied the request: {message}' in completed.stderr
+
+
+ACCEPTED = [
+    ("V6", "GpuDevicePlugin", {"image": f"intel/intel-gpu-plugin@sha256:{HEX64}"}),
+    ("V7", "GpuDevicePlugin", {"image": "my.reg:5000/a/b/intel-gpu-plugin:0.36.0"}),
+    ("V8-none", "GpuDevicePlugin", {"sharedDevNum": 1, "preferredAllocationPolicy": "none"}),
+    ("tag+digest", "GpuDevicePlugin", {"image": f"intel/intel-gpu-plugin:0.36.0@sha256:{HEX64}"}),
+    ("fpga-without-init", "FpgaDevicePlugin", {"image": "intel/intel-fpga-plugin:0.36.0"}),
+    (
+        "qat-6xxx-config",
+        "QatDevicePlugin",
+        {
+            "initImage": "intel/intel-qat-initcontainer:0.36.0",
+            "provisioningConfig": "c",
+            "kernelVfDrivers": ["6xxxvf"],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "kind", "spec"), ACCEPTED, ids=[a[0] for a in ACCEPTED])
+async def test_valid_resources_are_admitted(
+    cluster: TestCluster, webhooked: Webhooked, case: str, kind: str, spec: dict[str, Any]
+) -> None:
+    completed = await apply(cluster, resource(kind, spec))
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.parametrize("name", list(devices.KINDS))
+async def test_every_reference_sample_is_admitted_unchanged(
+    cluster: TestCluster, webhooked: Webhooked, name: str
+) -> None:
+    body = yaml.safe_load((SAMPLES / f"deviceplugin_v1_{name}deviceplugin.yaml").read_text())
+    body["metadata"]["name"] = f"adm-sample-{name}"
+    completed = await apply(cluster, body)
+    assert completed.returncode == 0, completed.stderr
+    stored = await kubectl_json(cluster, "get", f"{name}deviceplugin", body["metadata"]["name"])
+    # Unchanged: only the schema default (DSA driver: idxd) is added.
+    assert {key: stored["spec"][key] for key in body["spec"]} == body["spec"]
+
+
+async def test_updates_are_validated_too(cluster: TestCluster, webhooked: Webhooked) -> None:
+    body = resource("NpuDevicePlugin", {"image": "intel/intel-npu-plugin:0.36.0"})
+    assert (await apply(cluster, body)).returncode == 0
+    completed = await kubectl(
+        cluster,
+        "patch",
+        "npudeviceplugin",
+        body["metadata"]["name"],
+        "--type=merge",
+        "-p",
+        '{"spec": {"image": "intel/intel-npu-plugin:0.1.0"}}',
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert 'version "0.1.0" is too low' in completed.stderr
+
+
+async def test_warnings_are_shown_by_kubectl(cluster: TestCluster, webhooked: Webhooked) -> None:
+    body = resource("GpuDevicePlugin", {"monitoringMode": "split"})
+    completed = await apply(cluster, body)
+    assert completed.returncode == 0, completed.stderr
+    assert "Warning: spec.monitoringMode has no effect without spec.enableMonitoring" in (
+        completed.stderr
+    )
+    qat = resource(
+        "QatDevicePlugin",
+        {
+            "initImage": "intel/intel-qat-initcontainer:0.36.0",
+            "provisioningConfig": "missing-config",
+            "kernelVfDrivers": ["4xxxvf"],
+        },
+    )
+    completed = await apply(cluster, qat)
+    assert completed.returncode == 0, completed.stderr
+    assert "spec.provisioningConfig: ConfigMap missing-config does not exist" in completed.stderr
+
+
+async def test_malformed_reviews_get_a_clean_answer_and_the_server_stays_up(
+    webhooked: Webhooked,
+) -> None:
+    import aiohttp
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    path = devices.KINDS["gpu"].validate_path
+    base = f"https://127.0.0.1:{webhooked.port}"
+    async with aiohttp.ClientSession() as session:
+        for body, status in (
+            (b"not json", 400),
+            (b"{}", 400),
+            (b"[1,2]", 400),
+            (b"x" * (4 * 1024 * 1024), 413),
+        ):
+            async with session.post(
+                base + path, data=body, ssl=context, headers={"Content-Type": "application/json"}
+            ) as reply:
+                assert reply.status == status
+        wrong_kind = {"request": {"uid": "u1", "kind": {"kind": "Pod"}, "object": {}}}
+        async with session.post(base + path, json=wrong_kind, ssl=context) as reply:
+            answer = await reply.json()
+            assert reply.status == 200
+            assert answer["response"]["allowed"] is False
+        async with session.post(base + "/no-such-path", json=wrong_kind, ssl=context) as reply:
+            assert reply.status in (404, 405)
+    assert webhooked.manager.admission.serving
+
+
+async def test_deleted_certificate_secret_is_recreated_and_bundle_repaired(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    async def bundle() -> str:
+        configuration = await kubectl_json(
+            cluster, "get", "validatingwebhookconfiguration", PREFIX + webhooks.VALIDATING_NAME
+        )
+        return str(configuration["webhooks"][0]["clientConfig"]["caBundle"])
+
+    before = await bundle()
+    await kubectl(cluster, "delete", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
+    await webhooked.manager.refresh_certificate()  # what the periodic check does
+    secret = await kubectl_json(cluster, "get", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
+    assert await bundle() != before
+    assert await bundle() == secret["data"]["ca.crt"]
+
+    # The apiserver trusts the new certificate: requests are still admitted and checked.
+    async def admitted() -> bool:
+        return bool((await apply(cluster, resource("NpuDevicePlugin", {}))).returncode == 0)
+
+    await eventually_async(admitted, timeout=30, what="admission with the new certificate")
