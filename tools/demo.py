@@ -17,12 +17,16 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.request
 
+from deviceplugin_operator import devices
+from deviceplugin_operator.manifests import webhooks
 from localcluster import cluster, errors, nodes, processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / ".cluster"
 PID_FILE = CLUSTER_DIR / "operator.pid"
+PORTS_FILE = CLUSTER_DIR / "operator.ports"
 OPERATOR_LOG = CLUSTER_DIR / "logs" / "operator.log"
 PLUGIN_KINDS = (
     "dlbdeviceplugins",
@@ -62,7 +66,34 @@ def operator_pid() -> int | None:
     return pid if processes.alive(pid) else None
 
 
+def operator_ports() -> tuple[int, int]:
+    """(webhook, health) ports of the demo operator, kept across restarts."""
+    try:
+        webhook, health = (int(p) for p in PORTS_FILE.read_text().split())
+    except (OSError, ValueError):
+        webhook, health = processes.free_port(), processes.free_port()
+        PORTS_FILE.write_text(f"{webhook} {health}")
+    return webhook, health
+
+
+def register_webhooks(kubeconfig: pathlib.Path, port: int) -> None:
+    """The generated webhook configurations, pointed at the local operator by URL."""
+
+    def url(path: str) -> dict[str, object]:
+        return {"url": f"https://127.0.0.1:{port}{path}"}
+
+    for configuration in webhooks.configurations(
+        devices.KINDS.values(), url, prefix="intel-deviceplugins-"
+    ):
+        path = CLUSTER_DIR / f"{configuration['metadata']['name']}.json"
+        path.write_text(json.dumps(configuration))
+        # Server-side apply keeps the caBundle the operator patched in.
+        kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(path))
+
+
 def start_operator(kubeconfig: pathlib.Path) -> None:
+    webhook, health = operator_ports()
+    register_webhooks(kubeconfig, webhook)
     if (pid := operator_pid()) is not None:
         say(f"Operator already running (pid {pid})")
         return
@@ -70,12 +101,31 @@ def start_operator(kubeconfig: pathlib.Path) -> None:
     argv = [
         str(ROOT / ".venv" / "bin" / "deviceplugin-operator"),
         "run",
-        "--metrics-bind-address=127.0.0.1:0",
-        "--health-probe-bind-address=127.0.0.1:0",
+        "--metrics-bind-address=0",
+        f"--health-probe-bind-address=127.0.0.1:{health}",
+        "--webhook-host=127.0.0.1",
+        f"--webhook-port={webhook}",
+        "--webhook-cert-hosts=127.0.0.1",
+        f"--webhook-cert-dir={CLUSTER_DIR / 'webhook-certs'}",
+        f"--operator-namespace={NAMESPACE}",
     ]
     pid = processes.start(argv, OPERATOR_LOG, env=env)
     PID_FILE.write_text(str(pid))
     say(f"Started the operator (pid {pid}); log: {OPERATOR_LOG}")
+    deadline = time.monotonic() + 60
+    while not _ready(health):
+        if operator_pid() is None or time.monotonic() > deadline:
+            raise errors.ClusterError(f"The operator did not become ready; see {OPERATOR_LOG}")
+        time.sleep(0.2)
+    say("Operator ready (controllers and webhooks)")
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def all_ready(kubeconfig: pathlib.Path) -> tuple[bool, list[str]]:

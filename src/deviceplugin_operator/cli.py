@@ -97,6 +97,48 @@ def _parser() -> argparse.ArgumentParser:
         "--kubeconfig", default=None, help="kubeconfig path (default: KUBECONFIG, then in-cluster)"
     )
     run.add_argument(
+        "--webhook-port",
+        type=int,
+        default=9443,
+        help="HTTPS port of the admission webhooks; 0 disables them",
+    )
+    run.add_argument(
+        "--webhook-host",
+        default="0.0.0.0",  # noqa: S104
+        help="address the admission server binds",
+    )
+    run.add_argument(
+        "--webhook-cert-dir",
+        default="/tmp/k8s-webhook-server/serving-certs",  # noqa: S108
+        help="tls.crt/tls.key directory (read when mounted, written when self-managed)",
+    )
+    run.add_argument(
+        "--webhook-certs",
+        choices=("self-managed", "mounted"),
+        default="self-managed",
+        help="self-managed: own CA in a Secret, caBundle patched (no cert-manager); "
+        "mounted: cert-manager or OpenShift service CA, reloaded on change",
+    )
+    run.add_argument(
+        "--webhook-cert-hosts",
+        default="",
+        help="comma list of DNS names/IPs of the self-managed serving certificate "
+        "(default: the webhook Service's names)",
+    )
+    run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
+    run.add_argument("--webhook-service", default="intel-deviceplugins-webhook-service")
+    run.add_argument(
+        "--webhook-configuration-prefix",
+        default="intel-deviceplugins-",
+        help="prefix of the webhook configuration names whose caBundle is patched",
+    )
+    run.add_argument(
+        "--operator-namespace",
+        default=None,
+        help="namespace of the operator (default: env POD_NAMESPACE, then "
+        "DEVICEPLUGIN_NAMESPACE, then inteldeviceplugins-system)",
+    )
+    run.add_argument(
         "--resync-period",
         type=float,
         default=600.0,

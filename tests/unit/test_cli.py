@@ -52,3 +52,23 @@ def test_environment_wins_over_flags_and_sha_overrides_are_collected() -> None:
     assert config.image_pull_secret == "regcred"
     assert dict(config.image_overrides) == {"INTEL_GPU_PLUGIN_SHA": environ["INTEL_GPU_PLUGIN_SHA"]}
     assert cli.build_settings(args, {}).plugin_namespace == "flagged"
+
+
+def test_every_option_is_built_from_the_flags() -> None:
+    args = cli._parser().parse_args(
+        [
+            "run",
+            "--webhook-port",
+            "0",
+            "--webhook-cert-hosts",
+            "a.svc, 127.0.0.1",
+            "--webhook-certs",
+            "mounted",
+        ]
+    )
+    options = cli.build_options(args, {"POD_NAMESPACE": "ops"})
+    assert options.webhook_port == 0
+    assert options.webhook_hosts == ("a.svc", "127.0.0.1")
+    assert options.webhook_certs == "mounted"
+    assert options.operator_namespace == "ops"
+    assert cli.build_options(cli._parser().parse_args(["run"]), {}).webhook_port == 9443
