@@ -74,6 +74,9 @@ async def webhooked(
     try:
         yield Webhooked(mgr, kube, port)
     finally:
+        # Resources are cluster-scoped: leave none behind for the other modules' operators.
+        plurals = ",".join(kind.plural for kind in devices.KINDS.values())
+        await asyncio.to_thread(cluster.kubectl, "delete", plurals, "--all", "--wait=false")
         for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
             name = (
                 PREFIX + webhooks.MUTATING_NAME

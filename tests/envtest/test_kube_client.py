@@ -350,11 +350,16 @@ async def test_watch_sees_live_changes_through_its_selector(
 async def test_a_watch_ends_when_the_server_times_it_out(
     kube: client.HttpKubeClient, namespace: str
 ) -> None:
-    start = (await kube.list(CM, namespace)).resource_version
+    # A selector nothing matches: the controller-manager's kube-root-ca.crt ConfigMap may
+    # appear in the fresh namespace at any moment.
+    selector = "watch-test=nothing"
+    start = (await kube.list(CM, namespace, label_selector=selector)).resource_version
     loop = asyncio.get_running_loop()
     began = loop.time()
     seen: list[Any] = []
-    async for event in kube.watch(CM, namespace, resource_version=start, timeout_seconds=1):
+    async for event in kube.watch(
+        CM, namespace, resource_version=start, timeout_seconds=1, label_selector=selector
+    ):
         seen.append(event)
     assert loop.time() - began < 10
     assert all(event.type == client.WatchEventType.BOOKMARK for event in seen)
