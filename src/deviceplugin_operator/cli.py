@@ -5,6 +5,12 @@ defaults (``--metrics-bind-address``, ``--health-probe-bind-address``,
 ``--deviceplugin-namespace``, ``--leader-elect``, ``--metrics-secure``, ``--enable-http2``,
 ``--devices``) and its environment (``DEVICEPLUGIN_NAMESPACE``, ``DEVICEPLUGIN_SECRET``,
 ``<IMAGE>_SHA``). This is the only module that reads ``os.environ``.
+
+Leader election can be tuned (``--leader-elect-lease-duration``, ``--leader-elect-renew-deadline``,
+``--leader-elect-retry-period``, Go durations such as ``15s``; ``--leader-elect-namespace``,
+by default the operator's own namespace), and a mounted metrics certificate used
+(``--metrics-cert-path``, kubebuilder's name). A replica that loses the lease exits with status 1
+so that Kubernetes restarts it.
 """
 
 from __future__ import annotations
@@ -14,13 +20,22 @@ import asyncio
 import json
 import logging
 import os
+import pathlib
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 
 from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator.controller import election
 
 log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""The pod's namespace, as mounted with its service account token."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class UsageError(Exception):
@@ -41,6 +56,19 @@ def parse_devices(values: Sequence[str]) -> tuple[str, ...]:
                 raise UsageError(f"Duplicate device: {name}")
             chosen.append(name)
     return tuple(chosen) if chosen else tuple(devices.KINDS)
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (``15s``, ``1m30s``, ``500ms``) or plain seconds → seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 1m30s, 500ms)")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
 def image_overrides(environ: Mapping[str, str]) -> dict[str, str]:
@@ -76,14 +104,48 @@ def _parser() -> argparse.ArgumentParser:
         help="elect a leader with the Lease d1c7b6d5.intel.com",
     )
     run.add_argument(
+        "--leader-elect-lease-duration",
+        type=parse_duration,
+        default=15.0,
+        metavar="DURATION",
+        help="how long followers wait after the last renewal they saw (default 15s)",
+    )
+    run.add_argument(
+        "--leader-elect-renew-deadline",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="how long the leader retries renewing before it gives up (default 10s)",
+    )
+    run.add_argument(
+        "--leader-elect-retry-period",
+        type=parse_duration,
+        default=2.0,
+        metavar="DURATION",
+        help="interval between renewals and acquisition attempts (default 2s)",
+    )
+    run.add_argument(
+        "--leader-elect-namespace",
+        default=None,
+        help="namespace of the Lease (default: env POD_NAMESPACE, then the service "
+        "account's namespace, then the plugin namespace)",
+    )
+    run.add_argument(
         "--metrics-secure",
         action="store_true",
         help="serve metrics over HTTPS with TokenReview/SubjectAccessReview",
     )
     run.add_argument(
+        "--metrics-cert-path",
+        default=None,
+        help="directory with the metrics server certificate (default: self-signed)",
+    )
+    run.add_argument("--metrics-cert-name", default="tls.crt")
+    run.add_argument("--metrics-cert-key", default="tls.key")
+    run.add_argument(
         "--enable-http2",
         action="store_true",
-        help="allow HTTP/2 on the webhook and metrics servers",
+        help="offer HTTP/2 on the webhook server (the metrics server speaks HTTP/1.1 only)",
     )
     run.add_argument(
         "--devices",
@@ -200,11 +262,52 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> sett
     )
 
 
+def leader_election_namespace(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    service_account_namespace: pathlib.Path = SERVICE_ACCOUNT_NAMESPACE,
+) -> str:
+    """The flag, else the pod's namespace (env, then service account), else the plugins'."""
+    if args.leader_elect_namespace:
+        return str(args.leader_elect_namespace)
+    if environ.get("POD_NAMESPACE"):
+        return environ["POD_NAMESPACE"]
+    try:
+        mounted = service_account_namespace.read_text().strip()
+    except OSError:
+        mounted = ""
+    return mounted or environ.get("DEVICEPLUGIN_NAMESPACE") or args.deviceplugin_namespace
+
+
+def build_election(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    service_account_namespace: pathlib.Path = SERVICE_ACCOUNT_NAMESPACE,
+) -> election.Config | None:
+    if not args.leader_elect:
+        return None
+    try:
+        return election.Config(
+            namespace=leader_election_namespace(args, environ, service_account_namespace),
+            identity=election.default_identity(),
+            lease_duration=args.leader_elect_lease_duration,
+            renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period,
+        )
+    except ValueError as error:
+        raise UsageError(f"Invalid leader election timing: {error}") from error
+
+
 def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manager.Options:
     return manager.Options(
         kubeconfig=args.kubeconfig or environ.get("KUBECONFIG") or None,
         health_probe_bind_address=args.health_probe_bind_address,
         metrics_bind_address=args.metrics_bind_address,
+        metrics_secure=args.metrics_secure,
+        metrics_cert_path=args.metrics_cert_path,
+        metrics_cert_name=args.metrics_cert_name,
+        metrics_cert_key=args.metrics_cert_key,
+        leader_election=build_election(args, environ),
         resync_period=args.resync_period,
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,
@@ -222,12 +325,17 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
     )
 
 
-async def _run(config: settings.Settings, options: manager.Options) -> None:
+async def _run(config: settings.Settings, options: manager.Options) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await manager.run(config, options, stop)
+    try:
+        await manager.run(config, options, stop)
+    except election.LeadershipLost as lost:
+        log.error("Stopped operator: leader election lost", extra={"why": str(lost)})
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,8 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Starting operator",
         extra={"devices": ",".join(config.devices), "namespace": config.plugin_namespace},
     )
-    asyncio.run(_run(config, options))
-    return 0
+    return asyncio.run(_run(config, options))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Runs the operator: informers, one work queue and reconciler per enabled kind, probes.
+"""Runs the operator: informers, one work queue and reconciler per enabled kind, probes,
+metrics, admission webhooks and leader election.
 
 What is watched is only what is ours: the resources of the enabled kinds, and DaemonSets and
 Pods only in the plugin namespace and only with the ``app: intel-<dev>-plugin`` labels (a
@@ -6,6 +7,13 @@ server-side label selector), so memory does not grow with unrelated Pods in the 
 
 Events on a DaemonSet or a Pod are mapped to the resource that controls it and queue that
 resource's name; a periodic resync re-queues every resource (level-triggered, no API call).
+
+With leader election every replica serves probes, metrics and webhooks and keeps its informers
+warm, so that a follower which takes over reconciles at once; only the leader runs reconcile
+workers, the code that writes. Losing the lease cancels the workers in the same step, before
+anything else runs, and ``Manager.run`` raises ``election.LeadershipLost`` so that the process
+exits non-zero and is restarted, as with controller-runtime. A graceful stop ends the workers
+first and then releases the lease.
 """
 
 from __future__ import annotations
@@ -16,19 +24,22 @@ import dataclasses
 import logging
 import pathlib
 import ssl
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from deviceplugin_operator import devices, settings
 from deviceplugin_operator.admission import rules, server
 from deviceplugin_operator.controller import (
     certificates,
+    election,
     events,
     informer,
     probes,
     queue,
     reconciler,
 )
+from deviceplugin_operator.controller.metrics import authorizing, recording, serving
 from deviceplugin_operator.kube import client, errors, objects, resources
 
 log = logging.getLogger(__name__)
@@ -44,8 +55,21 @@ class Options:
     health_probe_bind_address: str = ":8081"
     """Address of /healthz and /readyz; "0" disables them."""
 
-    metrics_bind_address: str = ":8080"
-    """Address of /metrics; "0" disables it."""
+    metrics_bind_address: str = "0"
+    """Address of /metrics; "0" disables it. Off by default here so that processes and tests
+    embedding a manager never collide on a port; the command's default is ":8080"."""
+
+    metrics_secure: bool = False
+    """Serve /metrics over HTTPS, each scrape authorised by TokenReview/SubjectAccessReview."""
+
+    metrics_cert_path: str | None = None
+    """Directory of the metrics serving certificate; None for a self-signed one."""
+
+    metrics_cert_name: str = "tls.crt"
+    metrics_cert_key: str = "tls.key"
+
+    leader_election: election.Config | None = None
+    """Elect a leader on this Lease before reconciling; None to lead at once."""
 
     resync_period: float = 600.0
     """Seconds between re-reconciles of every resource from the cache."""
@@ -82,7 +106,8 @@ class Options:
     """Namespace of the operator itself (certificate Secret)."""
 
     enable_http2: bool = False
-    """Offer HTTP/2 by ALPN on the webhook server (off: the HTTP/2 rapid-reset class of bugs)."""
+    """Offer HTTP/2 by ALPN on the webhook server (off: the HTTP/2 rapid-reset class of bugs);
+    the metrics server speaks HTTP/1.1 only."""
 
     certificate_check_period: float = 3600.0
     """Seconds between checks of the self-managed certificate (renewal, deleted Secret)."""
@@ -97,9 +122,19 @@ def plugin_label_selector(device_names: Sequence[str]) -> str:
 class Controller:
     """One kind's queue, reconciler and workers."""
 
-    def __init__(self, rec: reconciler.Reconciler, workers: int):
+    def __init__(
+        self,
+        rec: reconciler.Reconciler,
+        workers: int,
+        metrics: recording.Metrics | None = None,
+    ):
         self.reconciler = rec
-        self.queue: queue.WorkQueue[str] = queue.WorkQueue(rec.kind.name)
+        self.name = rec.kind.kind.lower()
+        """controller-runtime's name for the controller of this kind (``gpudeviceplugin``)."""
+        registry = metrics or recording.Metrics()
+        self.metrics = registry.controller(self.name, workers)
+        self.queue: queue.WorkQueue[str] = queue.WorkQueue(self.name, observer=self.metrics)
+        registry.add_queue(self.name, self.queue)
         self.workers = workers
 
     def on_plugin(
@@ -144,12 +179,17 @@ class Controller:
                 name = await self.queue.get()
             except queue.ShutDown:
                 return
+            started = time.monotonic()
+            result: str | None = None
+            self.metrics.started()
             try:
                 requeue = await self.reconciler.reconcile(name)
             except errors.Conflict:
                 # The cache was behind the server; the watch brings the newer object soon.
+                result = "requeue"
                 self.queue.add_rate_limited(name)
             except errors.KubeError as error:
+                result = "error"
                 log.warning(
                     "Reconcile failed",
                     extra={
@@ -160,25 +200,42 @@ class Controller:
                 )
                 self.queue.add_rate_limited(name)
             except Exception:
+                result = "error"
                 log.exception(
                     "Reconcile crashed", extra={"kind": self.reconciler.kind.kind, "resource": name}
                 )
                 self.queue.add_rate_limited(name)
             else:
+                result = "success"
                 self.queue.forget(name)
                 if requeue is not None:
+                    result = "requeue_after"
                     self.queue.add_after(name, requeue)
             finally:
                 self.queue.done(name)
+                self.metrics.finished(result, time.monotonic() - started)
 
 
 class Manager:
-    """Everything one operator process runs, wired together."""
+    """Everything one operator process runs, wired together.
 
-    def __init__(self, config: settings.Settings, options: Options, kube: client.KubeClient):
+    ``kube`` carries the controllers' traffic; ``election_kube``, required with leader
+    election, must be a client of its own so that renewals never queue behind that traffic.
+    """
+
+    def __init__(
+        self,
+        config: settings.Settings,
+        options: Options,
+        kube: client.KubeClient,
+        *,
+        election_kube: client.KubeClient | None = None,
+        metrics: recording.Metrics | None = None,
+    ):
         self.config = config
         self.options = options
         self.kube = kube
+        self.metrics = metrics or recording.Metrics()
         selector = plugin_label_selector(config.devices)
         namespace = config.plugin_namespace
         self.daemonsets = informer.Informer(
@@ -190,6 +247,7 @@ class Manager:
         self.recorder = events.Recorder(kube)
         self.plugin_informers: list[informer.Informer] = []
         self.controllers: list[Controller] = []
+        self._handlers: list[tuple[informer.Informer, informer.Handler]] = []
         for name in config.devices:
             kind = devices.KINDS[name]
             plugins = informer.Informer(
@@ -203,10 +261,14 @@ class Manager:
             controller = Controller(
                 reconciler.Reconciler(kind, config, kube, caches, recorder=self.recorder),
                 options.workers,
+                self.metrics,
             )
-            plugins.add_handler(controller.on_plugin)
-            self.daemonsets.add_handler(controller.on_daemonset)
-            self.pods.add_handler(controller.on_pod)
+            self._handlers += [
+                (plugins, controller.on_plugin),
+                (self.daemonsets, controller.on_daemonset),
+                (self.pods, controller.on_pod),
+            ]
+            self.metrics.add_statuses(kind.kind, plugins.list)
             self.plugin_informers.append(plugins)
             self.controllers.append(controller)
         self.probes = probes.ProbeServer()
@@ -221,7 +283,20 @@ class Manager:
             controller.reconciler.kind.name: controller.reconciler.caches.plugins
             for controller in self.controllers
         }
+        self.metrics_server = serving.MetricsServer(
+            self.metrics,
+            authorizer=authorizing.Authorizer(kube) if options.metrics_secure else None,
+        )
+        self.elector: election.LeaderElector | None = None
+        if options.leader_election is not None:
+            if election_kube is None or election_kube is kube:
+                raise ValueError("leader election needs a client of its own")
+            self._report_leading = self.metrics.leading(options.leader_election.name)
+            self.elector = election.LeaderElector(
+                election_kube, options.leader_election, on_change=self._leading_changed
+            )
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers_stopped = False
         self._background: list[asyncio.Task[None]] = []
         self._certificates: tuple[certificates.SelfManaged, ssl.SSLContext, pathlib.Path] | None = (
             None
@@ -233,6 +308,11 @@ class Manager:
 
     def synced(self) -> bool:
         return all(inf.synced for inf in self.informers)
+
+    @property
+    def working(self) -> bool:
+        """Whether any reconcile worker runs."""
+        return any(not task.done() for task in self._tasks)
 
     async def _warning_context(
         self, kind: devices.DeviceKind[Any], obj: Mapping[str, Any]
@@ -316,49 +396,157 @@ class Manager:
             except errors.KubeError as error:
                 log.warning("Checking the webhook certificate failed", extra={"error": str(error)})
 
+    # Lifecycle -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve, and reconcile while leading, until ``stop`` is set.
+
+        Raises ``election.LeadershipLost`` (the workers already stopped) when the lease is lost.
+        """
+        ended = asyncio.Event()
+        stopping = asyncio.create_task(_set_when(stop, ended))
+        holding: asyncio.Task[str] | None = None
+        try:
+            await self.serve()
+            if self.elector is not None:
+                if not await _unless(ended, self.elector.acquire()):
+                    return
+                holding = asyncio.create_task(self.elector.hold(), name="lease renewal")
+                holding.add_done_callback(lambda _: ended.set())
+            if await _unless(ended, self.start_workers()):
+                await ended.wait()
+        finally:
+            stopping.cancel()
+            if holding is not None and not holding.done():
+                holding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await holding
+            await self.stop()
+        if holding is not None and holding.done() and not holding.cancelled():
+            crash = holding.exception()
+            if crash is not None:
+                raise election.LeadershipLost(f"renewing the Lease crashed: {crash!r}") from crash
+            raise election.LeadershipLost(holding.result())
+
     async def start(self) -> None:
+        """Serve and start the workers at once, without electing a leader."""
+        await self.serve()
+        await self.start_workers()
+
+    async def serve(self) -> None:
+        """Start what every replica runs: probes, metrics, webhooks and the informers."""
         await self.probes.start(self.options.health_probe_bind_address)
+        await self._start_metrics()
         await self._start_admission()
         for inf in self.informers:
             inf.start()
-        # Workers start once the DaemonSet and Pod caches are filled: a reconcile against an
-        # empty cache would try to create DaemonSets that already exist.
+
+    async def _start_metrics(self) -> None:
+        options = self.options
+        if options.metrics_secure and options.metrics_bind_address != "0":
+            files = None
+            if options.metrics_cert_path:
+                files = serving.TLSFiles(
+                    pathlib.Path(options.metrics_cert_path),
+                    options.metrics_cert_name,
+                    options.metrics_cert_key,
+                )
+            self.metrics_server.ssl_context = serving.tls_context(
+                files, enable_http2=options.enable_http2
+            )
+        await self.metrics_server.start(options.metrics_bind_address)
+
+    async def start_workers(self) -> None:
+        """Start the reconcile workers once the DaemonSet and Pod caches are filled."""
+        # A reconcile against an empty cache would try to create DaemonSets that exist.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
+        if self._workers_stopped:
+            return
+        # Queues fill only from here (each handler first gets every cached object), as
+        # controller-runtime starts its sources with its controllers: a follower's queues stay
+        # empty instead of showing a backlog nobody works on.
+        for inf, handler in self._handlers:
+            inf.add_handler(handler)
         for controller in self.controllers:
             for index in range(controller.workers):
                 self._tasks.append(
-                    asyncio.create_task(
-                        controller.work(), name=f"{controller.reconciler.kind.name}-{index}"
-                    )
+                    asyncio.create_task(controller.work(), name=f"{controller.name}-{index}")
                 )
         log.info("Started controllers", extra={"devices": ",".join(self.config.devices)})
 
-    async def stop(self) -> None:
+    def cancel_workers(self) -> None:
+        """Stop every reconcile now: synchronous, so nothing else runs in between."""
+        self._workers_stopped = True
         for controller in self.controllers:
             controller.queue.shutdown()
         for task in self._tasks:
             task.cancel()
+
+    async def stop(self) -> None:
+        """Stop the workers, then release the lease if held, then everything else."""
+        self.cancel_workers()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for task in self._background:
             task.cancel()
+        await self.recorder.flush()
+        if self.elector is not None:
+            await self.elector.release()
         for inf in self.informers:
             await inf.stop()
-        await self.recorder.flush()
         await self.admission.stop()
+        await self.metrics_server.stop()
         await self.probes.stop()
+
+    def _leading_changed(self, leading: bool) -> None:
+        self._report_leading(leading)
+        if not leading:
+            self.cancel_workers()
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+async def _unless(ended: asyncio.Event, work: Awaitable[object]) -> bool:
+    """Await ``work`` unless ``ended`` is set first (then cancel it); whether it finished."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.create_task(ended.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()
+    return True
 
 
 async def run(config: settings.Settings, options: Options, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set."""
-    kube = await client.connect(options.kubeconfig)
-    manager = Manager(config, options, kube)
+    """Run until ``stop`` is set; raises ``election.LeadershipLost`` when the lease is lost.
+
+    Leader election gets a client of its own: a busy controller never delays a renewal.
+    """
+    metrics = recording.Metrics()
+    hook = metrics.request_hook()
+    kube = await client.connect(options.kubeconfig, request_hook=hook)
+    hook.connected(kube)
+    election_kube: client.HttpKubeClient | None = None
     try:
-        await manager.start()
-        await stop.wait()
-        log.info("Stopping operator")
+        if options.leader_election is not None:
+            election_hook = metrics.request_hook()
+            election_kube = await client.connect(options.kubeconfig, request_hook=election_hook)
+            election_hook.connected(election_kube)
+        manager = Manager(config, options, kube, election_kube=election_kube, metrics=metrics)
+        await manager.run(stop)
+        log.info("Stopped operator")
     finally:
-        await manager.stop()
         await kube.close()
+        if election_kube is not None:
+            await election_kube.close()

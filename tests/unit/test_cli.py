@@ -1,5 +1,9 @@
 """Flags and environment of ``deviceplugin-operator run``."""
 
+import argparse
+import pathlib
+import socket
+
 import pytest
 
 from deviceplugin_operator import cli, devices
@@ -72,3 +76,86 @@ def test_every_option_is_built_from_the_flags() -> None:
     assert options.webhook_certs == "mounted"
     assert options.operator_namespace == "ops"
     assert cli.build_options(cli._parser().parse_args(["run"]), {}).webhook_port == 9443
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15s", 15.0), ("1m30s", 90.0), ("500ms", 0.5), ("2", 2.0), ("1.5s", 1.5), ("1h", 3600.0)],
+)
+def test_durations_are_go_durations_or_seconds(text: str, seconds: float) -> None:
+    assert cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "15x", "1m 30s", "-1s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_duration(text)
+
+
+def test_leader_election_is_off_unless_asked() -> None:
+    args = cli._parser().parse_args(["run"])
+    assert cli.build_options(args, {}).leader_election is None
+
+
+def test_leader_election_defaults_are_controller_runtimes(tmp_path: pathlib.Path) -> None:
+    args = cli._parser().parse_args(["run", "--leader-elect"])
+    config = cli.build_election(args, {"POD_NAMESPACE": "ops"}, tmp_path / "absent")
+    assert config is not None
+    assert config.name == "d1c7b6d5.intel.com"
+    assert (config.lease_duration, config.renew_deadline, config.retry_period) == (15, 10, 2)
+    assert config.namespace == "ops"
+    assert config.identity.startswith(socket.gethostname() + "_")
+
+
+def test_leader_election_timings_from_flags() -> None:
+    args = cli._parser().parse_args(
+        [
+            "run",
+            "--leader-elect",
+            "--leader-elect-lease-duration=30s",
+            "--leader-elect-renew-deadline=20s",
+            "--leader-elect-retry-period=500ms",
+            "--leader-elect-namespace=elsewhere",
+        ]
+    )
+    config = cli.build_election(args, {"POD_NAMESPACE": "ops"})
+    assert config is not None
+    assert (config.lease_duration, config.renew_deadline, config.retry_period) == (30, 20, 0.5)
+    assert config.namespace == "elsewhere"
+
+
+def test_impossible_leader_election_timings_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["run", "--leader-elect", "--leader-elect-renew-deadline=20s"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Invalid leader election timing: the lease duration must be greater")
+    assert err.count("\n") == 1
+
+
+def test_lease_namespace_is_the_pods_then_the_service_accounts_then_the_plugins(
+    tmp_path: pathlib.Path,
+) -> None:
+    args = cli._parser().parse_args(["run", "--deviceplugin-namespace", "plugins"])
+    mounted = tmp_path / "namespace"
+    mounted.write_text("from-sa\n")
+    absent = tmp_path / "absent"
+    env = {"POD_NAMESPACE": "from-pod", "DEVICEPLUGIN_NAMESPACE": "from-env"}
+    assert cli.leader_election_namespace(args, env, mounted) == "from-pod"
+    plugins_env = {"DEVICEPLUGIN_NAMESPACE": "x"}
+    assert cli.leader_election_namespace(args, plugins_env, mounted) == "from-sa"
+    assert cli.leader_election_namespace(args, plugins_env, absent) == "x"
+    assert cli.leader_election_namespace(args, {}, absent) == "plugins"
+
+
+def test_metrics_flags_reach_the_options() -> None:
+    args = cli._parser().parse_args(
+        ["run", "--metrics-secure", "--metrics-cert-path=/certs", "--metrics-bind-address=:8443"]
+    )
+    options = cli.build_options(args, {})
+    assert options.metrics_secure
+    assert options.metrics_cert_path == "/certs"
+    assert (options.metrics_cert_name, options.metrics_cert_key) == ("tls.crt", "tls.key")
+    assert options.metrics_bind_address == ":8443"
+    assert cli.build_options(cli._parser().parse_args(["run"]), {}).metrics_bind_address == ":8080"

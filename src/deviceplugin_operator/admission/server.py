@@ -39,11 +39,17 @@ async def _no_context(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> 
 
 
 def tls_context(*, enable_http2: bool = False) -> ssl.SSLContext:
-    """TLS >= 1.2 with forward-secret AEAD suites only; HTTP/1.1 unless asked otherwise."""
+    """TLS >= 1.2 with forward-secret AEAD suites only, HTTP/1.1 by ALPN.
+
+    aiohttp serves HTTP/1.1 only, so ``--enable-http2`` cannot offer ``h2`` here: advertising
+    it would break clients that pick it.
+    """
+    if enable_http2:
+        log.info("Serving webhooks over HTTP/1.1: HTTP/2 is not available in this server")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
-    context.set_alpn_protocols(["h2", "http/1.1"] if enable_http2 else ["http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     return context
 
 

@@ -2,7 +2,7 @@
 
 Each generator returns file contents keyed by path under ``deployments/operator`` and names the
 directories it owns entirely, so that a file left over from a removed kind counts as stale.
-RBAC and webhook generators join by adding an entry to ``GENERATORS``.
+A new generator joins by adding an entry to ``GENERATORS``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import difflib
 import pathlib
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.manifests import crd, webhooks
+from deviceplugin_operator.manifests import crd, rbac, webhooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Generator:
 GENERATORS: tuple[Generator, ...] = (
     Generator(name="crd", files=crd.files, owned_dirs=(crd.BASES,)),
     Generator(name="webhooks", files=webhooks.files),
+    Generator(name="rbac", files=rbac.files),
 )
 
 

@@ -1,0 +1,333 @@
+"""Metrics: controller-runtime's names and labels, scrape-time gauges, the request counter, the
+``/metrics`` server in plain and HTTPS mode, and TokenReview/SubjectAccessReview authorisation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import pathlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import parser
+
+import fakes
+from deviceplugin_operator.controller import certificates, queue
+from deviceplugin_operator.controller.metrics import authorizing, recording, serving
+from deviceplugin_operator.kube import client, errors, objects, resources
+
+TOKENS = {"good-token": "system:serviceaccount:mon:prometheus", "idle-token": "someone"}
+ALLOWED_USERS = {"system:serviceaccount:mon:prometheus"}
+
+
+def samples(metrics: recording.Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape by (name, labels)."""
+    body, _ = metrics.exposition()
+    found = {}
+    for family in parser.text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(metrics: recording.Metrics, metric: str, **labels: str) -> float | None:
+    return samples(metrics).get((metric, frozenset(labels.items())))
+
+
+def test_reconcile_results_and_durations_use_controller_runtime_names() -> None:
+    metrics = recording.Metrics()
+    gpu = metrics.controller("gpudeviceplugin", workers=2)
+    for result in ("success", "success", "error", "requeue_after", "requeue"):
+        gpu.started()
+        gpu.finished(result, 0.02)
+    gpu.started()
+
+    assert value(metrics, "controller_runtime_reconcile_total", **ctl("success")) == 2
+    assert value(metrics, "controller_runtime_reconcile_total", **ctl("error")) == 1
+    assert value(metrics, "controller_runtime_reconcile_total", **ctl("requeue")) == 1
+    assert value(metrics, "controller_runtime_reconcile_total", **ctl("requeue_after")) == 1
+    assert value(metrics, "controller_runtime_reconcile_errors_total", **ctl()) == 1
+    assert value(metrics, "controller_runtime_reconcile_time_seconds_count", **ctl()) == 5
+    assert (
+        value(metrics, "controller_runtime_reconcile_time_seconds_bucket", le="0.025", **ctl()) == 5
+    )
+    assert value(metrics, "controller_runtime_active_workers", **ctl()) == 1
+    assert value(metrics, "controller_runtime_max_concurrent_reconciles", **ctl()) == 2
+
+
+def test_a_cancelled_reconcile_frees_its_worker_without_a_result() -> None:
+    metrics = recording.Metrics()
+    gpu = metrics.controller("gpudeviceplugin", workers=1)
+    gpu.started()
+    gpu.finished(None, 1.0)
+
+    assert value(metrics, "controller_runtime_active_workers", **ctl()) == 0
+    assert value(metrics, "controller_runtime_reconcile_total", **ctl("success")) == 0
+    assert value(metrics, "controller_runtime_reconcile_time_seconds_count", **ctl()) is None
+
+
+def ctl(result: str | None = None) -> dict[str, str]:
+    labels = {"controller": "gpudeviceplugin"}
+    if result is not None:
+        labels["result"] = result
+    return labels
+
+
+async def test_work_queue_metrics_come_from_the_queue() -> None:
+    metrics = recording.Metrics()
+    observer = metrics.controller("qatdeviceplugin", workers=1)
+    work: queue.WorkQueue[str] = queue.WorkQueue("qatdeviceplugin", observer=observer)
+    metrics.add_queue("qatdeviceplugin", work)
+    for key in ("a", "b", "a"):
+        work.add(key)
+    work.add_rate_limited("c")
+    taken = await work.get()
+
+    labels = {"name": "qatdeviceplugin", "controller": "qatdeviceplugin"}
+    assert value(metrics, "workqueue_depth", priority="", **labels) == 1
+    assert value(metrics, "workqueue_adds_total", **labels) == 2
+    assert value(metrics, "workqueue_retries_total", **labels) == 1
+    assert value(metrics, "workqueue_queue_duration_seconds_count", **labels) == 1
+    unfinished = value(metrics, "workqueue_unfinished_work_seconds", **labels)
+    longest = value(metrics, "workqueue_longest_running_processor_seconds", **labels)
+    assert unfinished is not None
+    assert longest is not None
+    assert unfinished >= 0
+    assert longest >= 0
+
+    work.done(taken)
+    assert value(metrics, "workqueue_work_duration_seconds_count", **labels) == 1
+    assert value(metrics, "workqueue_unfinished_work_seconds", **labels) == 0
+    work.shutdown()
+
+
+def plugin(name: str, desired: int | None = None, ready: int | None = None) -> dict[str, Any]:
+    status = {}
+    if desired is not None:
+        status["desiredNumberScheduled"] = desired
+    if ready is not None:
+        status["numberReady"] = ready
+    return {"metadata": {"name": name}, "status": status}
+
+
+def test_pod_gauges_follow_the_cached_statuses_and_vanish_with_their_resource() -> None:
+    metrics = recording.Metrics()
+    cached = [plugin("gpu-a", 3, 2), plugin("gpu-new")]
+    metrics.add_statuses("GpuDevicePlugin", lambda: cached)
+
+    gpu = {"kind": "GpuDevicePlugin"}
+    assert value(metrics, "deviceplugin_operator_desired_pods", name="gpu-a", **gpu) == 3
+    assert value(metrics, "deviceplugin_operator_ready_pods", name="gpu-a", **gpu) == 2
+    assert value(metrics, "deviceplugin_operator_desired_pods", name="gpu-new", **gpu) is None
+
+    cached.pop(0)
+    assert not [key for key in samples(metrics) if ("name", "gpu-a") in key[1]]
+
+
+def test_requests_are_counted_by_code_method_and_host() -> None:
+    metrics = recording.Metrics()
+    hook = metrics.request_hook()
+    hook.host = "10.0.0.1:6443"
+    hook(client.RequestRecord("list", "pods", 200, 0.01))
+    hook(client.RequestRecord("watch", "pods", 200, 0.01))
+    hook(client.RequestRecord("update", "daemonsets", 409, 0.01))
+    hook(client.RequestRecord("create", "events", None, 0.01))
+
+    host = {"host": "10.0.0.1:6443"}
+    assert value(metrics, "rest_client_requests_total", code="200", method="GET", **host) == 2
+    assert value(metrics, "rest_client_requests_total", code="409", method="PUT", **host) == 1
+    assert value(metrics, "rest_client_requests_total", code="<error>", method="POST", **host) == 1
+
+
+def test_leader_status_gauge() -> None:
+    metrics = recording.Metrics()
+    report = metrics.leading("d1c7b6d5.intel.com")
+    lease = {"name": "d1c7b6d5.intel.com"}
+    assert value(metrics, "leader_election_master_status", **lease) == 0
+    report(True)
+    assert value(metrics, "leader_election_master_status", **lease) == 1
+    report(False)
+    assert value(metrics, "leader_election_master_status", **lease) == 0
+
+
+def test_every_metric_has_no_created_series_and_process_metrics_are_there() -> None:
+    names = {name for name, _ in samples(recording.Metrics())}
+    assert not [name for name in names if name.endswith("_created")]
+    assert "process_resident_memory_bytes" in names
+
+
+# Authorisation ------------------------------------------------------------------------------
+class ReviewingKube(fakes.FakeKubeClient):
+    """Answers TokenReviews from ``TOKENS`` and SubjectAccessReviews from ``ALLOWED_USERS``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reviews: list[objects.JsonObject] = []
+        self.down = False
+
+    async def create(
+        self,
+        resource: resources.Resource,
+        body: objects.JsonObject,
+        namespace: str | None = None,
+        *,
+        field_manager: str | None = None,
+    ) -> objects.JsonObject:
+        if resource not in (authorizing.TOKEN_REVIEWS, authorizing.SUBJECT_ACCESS_REVIEWS):
+            return await super().create(resource, body, namespace, field_manager=field_manager)
+        self.requests["create"] += 1
+        if self.down:
+            raise errors.TransportError("connection refused")
+        self.reviews.append(body)
+        spec = body["spec"]
+        if resource == authorizing.TOKEN_REVIEWS:
+            user = TOKENS.get(spec["token"])
+            status: objects.JsonObject = {"authenticated": user is not None}
+            if user is not None:
+                status["user"] = {"username": user, "uid": "u-1", "groups": ["g"]}
+            return {**body, "status": status}
+        attributes = spec["nonResourceAttributes"]
+        allowed = (
+            spec["user"] in ALLOWED_USERS
+            and attributes == {"path": "/metrics", "verb": "get"}
+            and spec["groups"] == ["g"]
+            and spec["uid"] == "u-1"
+        )
+        return {**body, "status": {"allowed": allowed}}
+
+
+@pytest.mark.parametrize(
+    ("header", "verdict"),
+    [
+        (None, authorizing.Verdict.UNAUTHENTICATED),
+        ("Basic Z29vZA==", authorizing.Verdict.UNAUTHENTICATED),
+        ("Bearer nonsense", authorizing.Verdict.UNAUTHENTICATED),
+        ("Bearer idle-token", authorizing.Verdict.FORBIDDEN),
+        ("Bearer good-token", authorizing.Verdict.ALLOWED),
+        ("bearer  good-token ", authorizing.Verdict.ALLOWED),
+    ],
+)
+async def test_authorizer_verdicts(header: str | None, verdict: authorizing.Verdict) -> None:
+    decision = await authorizing.Authorizer(ReviewingKube()).decide(header, "get", "/metrics")
+    assert decision.verdict is verdict
+
+
+async def test_missing_token_costs_no_request() -> None:
+    kube = ReviewingKube()
+    await authorizing.Authorizer(kube).decide(None, "get", "/metrics")
+    assert kube.reviews == []
+
+
+async def test_allowed_decisions_are_reused_for_their_ttl_and_refusals_never() -> None:
+    kube = ReviewingKube()
+    now = [0.0]
+    authorizer = authorizing.Authorizer(kube, allow_ttl=10, clock=lambda: now[0])
+
+    for _ in range(3):
+        await authorizer.decide("Bearer good-token", "get", "/metrics")
+        await authorizer.decide("Bearer idle-token", "get", "/metrics")
+    assert len(kube.reviews) == 2 + 3 * 2
+
+    now[0] = 10.5
+    decision = await authorizer.decide("Bearer good-token", "get", "/metrics")
+    assert decision.verdict is authorizing.Verdict.ALLOWED
+    assert len(kube.reviews) == 2 + 3 * 2 + 2
+
+
+# Serving ------------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def serving_metrics(
+    metrics: recording.Metrics,
+    *,
+    kube: ReviewingKube | None = None,
+    secure: bool = False,
+) -> AsyncIterator[str]:
+    server = serving.MetricsServer(
+        metrics,
+        authorizer=authorizing.Authorizer(kube) if kube is not None else None,
+        ssl_context=serving.tls_context(None) if secure else None,
+    )
+    await server.start("127.0.0.1:0")
+    try:
+        yield f"{'https' if secure else 'http'}://127.0.0.1:{server.port}/metrics"
+    finally:
+        await server.stop()
+
+
+async def scrape(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=headers, ssl=False) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_plain_server_serves_the_registry() -> None:
+    metrics = recording.Metrics()
+    metrics.controller("gpudeviceplugin", 1)
+    async with serving_metrics(metrics) as url:
+        status, body = await scrape(url)
+    assert status == 200
+    assert 'controller_runtime_max_concurrent_reconciles{controller="gpudeviceplugin"} 1.0' in body
+
+
+async def test_disabled_server_binds_nothing() -> None:
+    server = serving.MetricsServer(recording.Metrics())
+    await server.start("0")
+    assert server.port is None
+    await server.stop()
+
+
+async def test_secure_server_answers_401_403_200_and_500() -> None:
+    kube = ReviewingKube()
+    async with serving_metrics(recording.Metrics(), kube=kube, secure=True) as url:
+        assert (await scrape(url))[0] == 401
+        assert (await scrape(url, "nonsense"))[0] == 401
+        status, body = await scrape(url, "idle-token")
+        assert (status, body) == (403, "Authorization denied for user someone")
+        status, body = await scrape(url, "good-token")
+        assert status == 200
+        assert "leader_election_master_status" in body
+        kube.down = True
+        assert (await scrape(url, "idle-token"))[0] == 500
+
+
+async def test_secure_server_speaks_tls_1_2_or_later_and_http_1_1() -> None:
+    async with serving_metrics(recording.Metrics(), kube=ReviewingKube(), secure=True) as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        tls = writer.get_extra_info("ssl_object")
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        writer.close()
+        await writer.wait_closed()
+
+    assert serving.tls_context(None).minimum_version is ssl.TLSVersion.TLSv1_2
+
+
+async def test_a_mounted_certificate_is_served(tmp_path: pathlib.Path) -> None:
+    bundle = certificates.issue(["metrics.example"], datetime.datetime.now(datetime.UTC))
+    (tmp_path / "cert.pem").write_bytes(bundle.cert)
+    (tmp_path / "key.pem").write_bytes(bundle.key)
+    files = serving.TLSFiles(tmp_path, cert_name="cert.pem", key_name="key.pem")
+    server = serving.MetricsServer(recording.Metrics(), ssl_context=serving.tls_context(files))
+    await server.start("127.0.0.1:0")
+    try:
+        context = ssl.create_default_context(cadata=bundle.ca_cert.decode())
+        context.check_hostname = False
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+        peer = writer.get_extra_info("ssl_object").getpeercert()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await server.stop()
+    assert ("DNS", "metrics.example") in peer["subjectAltName"]
