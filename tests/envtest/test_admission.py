@@ -398,3 +398,66 @@ async def test_deleted_certificate_secret_is_recreated_and_bundle_repaired(
         return bool((await apply(cluster, resource("NpuDevicePlugin", {}))).returncode == 0)
 
     await eventually_async(admitted, timeout=30, what="admission with the new certificate")
+
+
+def sgx_pod(name: str, containers: list[str], provider: str) -> dict[str, Any]:
+    epc = {"sgx.intel.com/epc": "1Mi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"sgx.intel.com/quote-provider": provider}},
+        "spec": {
+            "containers": [
+                {
+                    "name": c,
+                    "image": "example.invalid/x:1",
+                    "resources": {"limits": dict(epc), "requests": dict(epc)},
+                }
+                for c in containers
+            ]
+        },
+    }
+
+
+async def test_sgx_pods_are_mutated_and_other_pods_never_reach_the_webhook(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    namespace = f"sgx-{uuid.uuid4().hex[:6]}"
+    await kubectl(cluster, "create", "namespace", namespace)
+    await kubectl(cluster, "create", "serviceaccount", "default", "-n", namespace, check=False)
+    calls = webhooked.manager.admission.calls
+
+    async def created(body: dict[str, Any]) -> bool:
+        done = await kubectl(
+            cluster, "create", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+        )
+        return bool(done.returncode == 0)
+
+    await eventually_async(
+        lambda: created(sgx_pod("sidecar", ["test", "aesmd"], "aesmd")),
+        timeout=30,
+        what="the SGX pod to be admitted",
+    )
+    stored = await kubectl_json(cluster, "get", "pod", "sidecar", "-n", namespace)
+    test, aesmd = stored["spec"]["containers"]
+    assert test["resources"]["limits"]["sgx.intel.com/enclave"] == "1"
+    assert "sgx.intel.com/provision" not in test["resources"]["limits"]
+    assert aesmd["resources"]["limits"]["sgx.intel.com/provision"] == "1"
+    assert [e for e in test["env"] if e["name"] == "SGX_AESM_ADDR"] == [
+        {"name": "SGX_AESM_ADDR", "value": "1"}
+    ]
+    volumes = [v for v in stored["spec"]["volumes"] if v["name"] == "aesmd-socket"]
+    assert volumes == [{"name": "aesmd-socket", "emptyDir": {"medium": "Memory"}}]
+    assert stored["metadata"]["annotations"]["sgx.intel.com/epc"] == "2Mi"
+    assert webhooked.manager.admission.calls > calls
+
+    before = webhooked.manager.admission.calls
+    plain = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/x:1"}]},
+    }
+    assert await created(plain)
+    assert webhooked.manager.admission.calls == before  # matchConditions kept it away
+    await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")

@@ -24,9 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from deviceplugin_operator import devices
-from deviceplugin_operator.admission import rules
+from deviceplugin_operator.admission import rules, sgx
 
 log = logging.getLogger(__name__)
+
+SGX_POD_PATH = "/mutate--v1-pod"
+"""The reference's path of the SGX Pod mutator."""
 
 MAX_BODY = 3 * 1024 * 1024
 """The apiserver never sends more than a 3 MiB object; anything bigger is refused with 413."""
@@ -125,6 +128,7 @@ class AdmissionServer:
             kind.validate_path: kind for kind in kinds
         }
         self.context_provider = context_provider
+        self.sgx_pods = any(kind.name == "sgx" for kind in kinds)
         self.serving = False
         self.port: int | None = None
         self.calls = 0
@@ -135,7 +139,33 @@ class AdmissionServer:
         for path, kind in self.kinds.items():
             handler = self._mutate if path == kind.mutate_path else self._validate
             app.router.add_post(path, handler)
+        if self.sgx_pods:
+            app.router.add_post(SGX_POD_PATH, self._mutate_sgx_pod)
         return app
+
+    async def _mutate_sgx_pod(self, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
+        try:
+            review = await request.json()
+        except (ValueError, UnicodeDecodeError) as error:
+            return web.Response(status=400, text=f"Malformed AdmissionReview: {error}")
+        admission = review.get("request") if isinstance(review, dict) else None
+        if not isinstance(admission, dict) or not isinstance(admission.get("uid"), str):
+            return web.Response(status=400, text="Malformed AdmissionReview: no request.uid")
+        uid = admission["uid"]
+        if (admission.get("kind") or {}).get("kind") != "Pod":
+            return _denied(uid, f"unexpected kind {(admission.get('kind') or {}).get('kind')!r}")
+        pod = admission.get("object")
+        if not isinstance(pod, dict):
+            return _review_response(uid, True)
+        try:
+            ops = sgx.patch(pod)
+        except rules.Rejected as rejected:
+            return _denied(uid, str(rejected))
+        if not ops:
+            return _review_response(uid, True)
+        encoded = base64.b64encode(json.dumps(ops).encode()).decode()
+        return _review_response(uid, True, patchType="JSONPatch", patch=encoded)
 
     async def _review(
         self, request: web.Request

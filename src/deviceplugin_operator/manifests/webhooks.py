@@ -50,6 +50,38 @@ def _webhook(
     }
 
 
+SGX_POD_MATCH = (
+    "object.spec.containers.exists(c, has(c.resources) && "
+    "((has(c.resources.limits) && c.resources.limits.exists(r, r.startsWith('sgx.intel.com/'))) "
+    "|| (has(c.resources.requests) && "
+    "c.resources.requests.exists(r, r.startsWith('sgx.intel.com/')))))"
+)
+"""CEL: only pods whose containers ask for an SGX resource reach the mutator, so no other pod
+waits on this operator and the webhook can fail closed (the reference uses Ignore and admits SGX
+pods unmutated while it is down)."""
+
+
+def _sgx_pod_webhook(client_config: ClientConfig) -> dict[str, Any]:
+    return {
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": client_config("/mutate--v1-pod"),
+        "failurePolicy": "Fail",
+        "matchConditions": [{"name": "requests-sgx-resources", "expression": SGX_POD_MATCH}],
+        "name": "sgx.mutator.webhooks.intel.com",
+        "reinvocationPolicy": "IfNeeded",
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+            }
+        ],
+        "sideEffects": "None",
+        "timeoutSeconds": 10,
+    }
+
+
 def configurations(
     kinds: Iterable[devices.DeviceKind[Any]],
     client_config: ClientConfig = service_client_config,
@@ -65,7 +97,8 @@ def configurations(
         "webhooks": [
             _webhook(f"m{kind.singular}.kb.io", kind.mutate_path, kind, client_config)
             for kind in chosen
-        ],
+        ]
+        + ([_sgx_pod_webhook(client_config)] if any(k.name == "sgx" for k in chosen) else []),
     }
     validating = {
         "apiVersion": "admissionregistration.k8s.io/v1",
