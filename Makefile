@@ -10,7 +10,7 @@ NODES ?= 3
 NODE_SPECS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries cluster cluster-down test lint demo demo-down run generate verify
+.PHONY: help venv binaries helm cluster cluster-down test lint demo demo-down run generate verify image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ cluster: venv ## Start or reuse the local control plane with NODES fake Intel no
 cluster-down: venv ## Stop the local control plane and remove its state
 	$(BIN)/localcluster --dir $(CLUSTER_DIR) down
 
-test: binaries ## Unit tests and tests against a real local control plane
+helm: venv ## Build (first time, ~2-4 min) or reuse helm for the chart tests
+	$(BIN)/python tools/helm.py
+
+test: binaries helm ## Unit tests and tests against a real local control plane
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy --strict, import-linter
@@ -54,3 +57,7 @@ generate: venv ## Regenerate CRDs, RBAC and webhook manifests from the code
 
 verify: venv ## Fail when the generated manifests are stale
 	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator
+
+IMAGE ?= docker.io/intel/intel-deviceplugin-operator-py:devel
+image: ## Build the container image (needs a container engine)
+	docker build -t $(IMAGE) .

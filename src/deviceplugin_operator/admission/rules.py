@@ -1,22 +1,34 @@
 """Defaulting and validation of the ``*DevicePlugin`` resources, as pure functions.
 
-The rules and messages are the reference operator's (``webhook_common.go`` and the
-``<kind>deviceplugin_webhook.go`` files), with these deliberate fixes:
+``default`` is the reference's ``Default()``: the plugin image, when empty, becomes
+``intel/intel-<dev>-plugin:<minimum version>``; nothing else changes. It returns a JSON patch.
 
-* DLB and FPGA init images are checked against their real names ``intel-dlb-initcontainer`` and
-  ``intel-fpga-initcontainer`` (the reference expects ``*-initimage`` and so rejects its own
-  samples), and an FPGA resource without ``initImage`` is valid.
-* The digest form is anchored: ``evil-intel-gpu-plugin@sha256:...`` is not ``intel-gpu-plugin``.
+``validate`` is the reference's ``ValidateCreate``/``ValidateUpdate`` (an UPDATE is judged by
+its new object alone): the spec must first parse with the kind's model (a denial names the
+field), then the reference's checks run in its order and the first failure is the denial,
+word for word. Deliberate fixes:
+
+* DLB and FPGA init images are checked against their real names ``intel-dlb-initcontainer``
+  and ``intel-fpga-initcontainer`` (the reference expects ``*-initimage`` and so rejects its
+  own samples), and an FPGA resource without ``initImage`` is valid.
+* The digest form is anchored: ``evil-intel-gpu-plugin@sha256:...`` is not
+  ``intel-gpu-plugin``.
 * ``name:tag@sha256:<digest>`` is accepted when the tag is a valid version >= the minimum.
-* QAT ``provisioningConfig`` is also allowed for ``6xxxvf`` devices (they support cfg_services).
+* An image that passes those checks must also be a valid image reference (the reference let
+  ``INTEL/intel-gpu-plugin:0.36.0`` through to a DaemonSet that can never pull it).
+* QAT ``provisioningConfig`` is also allowed for ``6xxxvf`` devices (they read cfg_services
+  too; the message keeps the reference's wording).
 
-Beyond the reference, ``warnings`` returns admission warnings (never denials) for settings that
-are legal but probably not what the user meant.
+A valid resource may still get warnings (never denials), each naming the field and the fix:
+GPU ``monitoringMode`` without ``enableMonitoring``; a nodeSelector that can select the same
+nodes as another resource of the kind (two plugins per node); a ``provisioningConfig``
+ConfigMap missing from the plugin namespace. What the cluster holds arrives in ``Context``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -24,53 +36,93 @@ from typing import Any
 import pydantic
 
 from deviceplugin_operator import devices
+from deviceplugin_operator.admission import errors, review
 from deviceplugin_operator.devices import kind as device_kind
 from deviceplugin_operator.reconcile import images
 
 _DIGEST = "@sha256:[0-9a-f]{64}"
-_PCI_ID = re.compile(r"^0x[0-9a-f]{4}$")
+_PCI_ID = re.compile(r"0x[0-9a-f]{4}")
 
 
-class Rejected(Exception):  # noqa: N818 - reads as the admission verdict
-    """The resource is invalid; the message is what kubectl prints after "denied the request: "."""
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What the warnings need to know about the cluster, gathered by the caller."""
+
+    other_selectors: Mapping[str, Mapping[str, str] | None] = dataclasses.field(
+        default_factory=dict
+    )
+    """``spec.nodeSelector`` of the resources of the same kind, by resource name (the one
+    under review is skipped by name)."""
+
+    config_map_exists: bool | None = None
+    """Whether the ``provisioningConfig`` ConfigMap exists in the plugin namespace; None when
+    unknown or not asked."""
+
+    plugin_namespace: str = "kube-system"
+    """Namespace of the plugin DaemonSets, where the ConfigMap must be."""
+
+
+# Defaulting ------------------------------------------------------------------------------
+
+
+def default(kind: devices.DeviceKind[Any], obj: object) -> list[review.Operation]:
+    """The patch that defaults ``obj``: set ``spec.image`` when it is absent or empty."""
+    if not isinstance(obj, Mapping):
+        raise errors.Rejected("invalid resource: the object is not a JSON object", code=400)
+    spec = obj.get("spec")
+    if spec is None:
+        return [review.add("/spec", {"image": kind.default_image})]
+    if not isinstance(spec, Mapping):
+        raise errors.Rejected("invalid resource: spec: must be an object", code=400)
+    image = spec.get("image")
+    if image is not None and not isinstance(image, str):
+        raise errors.Rejected("invalid resource: spec.image: must be a string", code=400)
+    if image:
+        return []
+    return [review.add("/spec/image", kind.default_image)]
+
+
+# Validation ------------------------------------------------------------------------------
 
 
 def check_image(image: str, expected: str, minimum: str = device_kind.IMAGE_MIN_VERSION) -> None:
-    """Reference ``validatePluginImage``: ``<any path>/<expected>`` with a digest or a semver tag
-    of at least ``minimum``."""
-    if re.fullmatch(rf"(?:.*/)?{re.escape(expected)}{_DIGEST}", image):
-        return
-    base = image.rsplit("/", 1)[-1]
-    parts = base.split(":", 1)
+    """The reference's ``validatePluginImage``: ``<any path>/<expected>`` pinned by digest or
+    tagged with a version >= ``minimum`` (with the fixes above); ``Rejected`` otherwise."""
+    if not re.fullmatch(rf"(?:.*/)?{re.escape(expected)}{_DIGEST}", image):
+        _check_tagged(image, expected, minimum)
+    try:
+        images.ImageRef.parse(image)
+    except ValueError as error:
+        raise errors.Rejected(f"invalid resource: {error}") from None
+
+
+def _check_tagged(image: str, expected: str, minimum: str) -> None:
+    parts = image.rsplit("/", 1)[-1].split(":", 1)
     if len(parts) != 2:
-        raise Rejected(f'invalid resource: incorrect image field "{image}"')
+        raise errors.Rejected(f'invalid resource: incorrect image field "{image}"')
     name, tag = parts
     if name.removesuffix("@sha256") != expected:
-        raise Rejected(
+        raise errors.Rejected(
             f'invalid resource: incorrect image name "{name}". '
             f"Make sure you use '<vendor>/{expected}'"
         )
-    tag_only = re.fullmatch(rf"(.+){_DIGEST}", tag)
-    if tag_only:
-        tag = tag_only.group(1)
+    tagged = re.fullmatch(rf"(.+){_DIGEST}", tag)
+    if tagged:
+        tag = tagged.group(1)
     try:
         version = images.Version.parse(tag)
     except ValueError as error:
-        raise Rejected(
+        raise errors.Rejected(
             f"invalid resource: {error}: Make sure it's either valid SHA digest or semver tag"
-        ) from error
+        ) from None
     if version < images.Version.parse(minimum):
-        raise Rejected(
+        raise errors.Rejected(
             f'invalid resource: version "{version}" is too low. Should be at least "{minimum}"'
         )
 
 
-def default_image(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> str | None:
-    """The image the defaulting webhook sets, or None when ``spec.image`` is set already."""
-    return None if spec.get("image") else kind.default_image
-
-
 Check = Callable[[devices.DeviceKind[Any], Mapping[str, Any]], None]
+"""One reference check on the spec in wire form (types already checked by the model)."""
 
 
 def _image(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
@@ -84,7 +136,7 @@ def _init_image_if_set(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -
 
 def _config_needs_init_image(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
     if spec.get("provisioningConfig") and not spec.get("initImage"):
-        raise Rejected("invalid resource: ProvisioningConfig is set with no InitImage")
+        raise errors.Rejected("invalid resource: ProvisioningConfig is set with no InitImage")
 
 
 _QAT_CONFIGURABLE = frozenset({"4xxxvf", "420xxvf", "6xxxvf"})
@@ -95,7 +147,7 @@ def _qat_config(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
         return
     _config_needs_init_image(kind, spec)
     if not _QAT_CONFIGURABLE & set(spec.get("kernelVfDrivers") or ()):
-        raise Rejected(
+        raise errors.Rejected(
             "invalid resource: ProvisioningConfig is available only for 4xxx and 420xx devices"
         )
 
@@ -103,7 +155,7 @@ def _qat_config(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
 def _gpu_policy(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
     policy = spec.get("preferredAllocationPolicy") or ""
     if (spec.get("sharedDevNum") or 0) <= 1 and policy in ("packed", "balanced"):
-        raise Rejected(
+        raise errors.Rejected(
             f"invalid resource: '{policy}' PreferredAllocationPolicy is valid only when "
             "setting sharedDevNum > 1"
         )
@@ -116,19 +168,18 @@ def _pci_ids(field: str, label: str) -> Check:
             return
         for item in value.split(","):
             if not item:
-                raise Rejected(f"invalid resource: Empty PCI Device ID in {label}")
-            if not _PCI_ID.match(item):
-                raise Rejected(f"invalid resource: Invalid PCI Device ID: {item}")
+                raise errors.Rejected(f"invalid resource: Empty PCI Device ID in {label}")
+            if not _PCI_ID.fullmatch(item):
+                raise errors.Rejected(f"invalid resource: Invalid PCI Device ID: {item}")
 
     return check
 
 
 def _gpu_exclusive_ids(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
     if spec.get("allowIDs") and spec.get("denyIDs"):
-        raise Rejected("invalid resource: AllowIDs and DenyIDs cannot be used together")
+        raise errors.Rejected("invalid resource: AllowIDs and DenyIDs cannot be used together")
 
 
-# Each kind's checks in the reference's order: the first failing one names the problem.
 CHECKS: Mapping[str, Sequence[Check]] = {
     "dlb": (_init_image_if_set, _image),
     "dsa": (_image, _config_needs_init_image, _init_image_if_set),
@@ -145,61 +196,103 @@ CHECKS: Mapping[str, Sequence[Check]] = {
     "qat": (_init_image_if_set, _qat_config, _image),
     "sgx": (_image, _init_image_if_set),
 }
+"""Each kind's checks in the reference's order: the first failing one names the problem."""
 
 
-def validate(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> None:
-    """Raise ``Rejected`` when ``obj`` (a whole resource, CREATE or UPDATE) is invalid."""
-    spec = obj.get("spec") or {}
-    if not isinstance(spec, Mapping):
-        raise Rejected("invalid resource: spec must be an object")
+def _parsed(
+    kind: devices.DeviceKind[Any], obj: object
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """The object and its spec in wire form, once the kind's model accepts the spec."""
+    if not isinstance(obj, Mapping):
+        raise errors.Rejected("invalid resource: the object is not a JSON object", code=400)
     try:
-        kind.spec_of(obj)
+        spec = kind.spec_of(obj)
     except pydantic.ValidationError as error:
-        problem = error.errors()[0]
-        field = ".".join(str(part) for part in ("spec", *problem["loc"]))
-        raise Rejected(f"invalid resource: {field}: {problem['msg']}") from error
+        raise errors.Rejected(f"invalid resource: {_schema_problem(error)}") from None
+    return obj, spec.wire()
+
+
+def _schema_problem(error: pydantic.ValidationError) -> str:
+    problem = error.errors(include_url=False)[0]
+    field = "spec"
+    for part in problem["loc"]:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}"
+    given = problem.get("input")
+    shown = ""
+    if isinstance(given, str | int | float | bool) or given is None:
+        shown = f" (got {json.dumps(given)[:64]})"
+    return f"{field}: {problem['msg']}{shown}"
+
+
+def validate(
+    kind: devices.DeviceKind[Any],
+    new: object,
+    old: object = None,
+    context: Context | None = None,
+) -> list[str]:
+    """Judge ``new`` (CREATE, or UPDATE from ``old``): ``Rejected`` with the first problem,
+    else the warnings for it. Only the new object is judged, as in the reference."""
+    obj, spec = _parsed(kind, new)
     for check in CHECKS[kind.name]:
         check(kind, spec)
+    return _warnings(kind, obj, spec, context or Context())
 
 
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What warnings need to know about the cluster, gathered by the caller."""
-
-    other_selectors: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
-    """nodeSelector of every other resource of the same kind, by resource name."""
-    config_map_exists: bool | None = None
-    """Whether the ``provisioningConfig`` ConfigMap exists; None when unknown or not set."""
-    plugin_namespace: str = "kube-system"
+# Warnings --------------------------------------------------------------------------------
 
 
-_DEFAULT_SELECTOR = {"kubernetes.io/arch": "amd64"}
+_TEMPLATE_SELECTORS: dict[str, Mapping[str, str]] = {}
+
+
+def _template_selector(kind: devices.DeviceKind[Any]) -> Mapping[str, str]:
+    if kind.name not in _TEMPLATE_SELECTORS:
+        pod = kind.template["spec"]["template"]["spec"]
+        _TEMPLATE_SELECTORS[kind.name] = dict(pod.get("nodeSelector") or {})
+    return _TEMPLATE_SELECTORS[kind.name]
+
+
+def effective_selector(
+    kind: devices.DeviceKind[Any], node_selector: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The nodeSelector the plugin pods get, as the DaemonSet is rendered."""
+    selector = dict(node_selector or _template_selector(kind))
+    for key, value in kind.required_node_selector.items():
+        selector.setdefault(key, value)
+    return selector
 
 
 def _overlapping(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    """Whether a node could match both selectors (no key demands two different values)."""
+    """Whether one node can carry both label sets: no key asks for two different values."""
     return all(b.get(key, value) == value for key, value in a.items())
 
 
-def warnings(kind: devices.DeviceKind[Any], obj: Mapping[str, Any], context: Context) -> list[str]:
-    """Admission warnings for a valid resource; each names the field and the fix."""
-    spec = obj.get("spec") or {}
+def _warnings(
+    kind: devices.DeviceKind[Any],
+    obj: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    context: Context,
+) -> list[str]:
     found: list[str] = []
     if spec.get("monitoringMode") and not spec.get("enableMonitoring"):
         found.append(
             "spec.monitoringMode has no effect without spec.enableMonitoring: true; "
             "set enableMonitoring or remove monitoringMode"
         )
-    selector = spec.get("nodeSelector") or _DEFAULT_SELECTOR
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    selector = effective_selector(kind, spec.get("nodeSelector"))
     for other, other_selector in sorted(context.other_selectors.items()):
-        if _overlapping(selector, other_selector or _DEFAULT_SELECTOR):
+        if other == name:
+            continue
+        if _overlapping(selector, effective_selector(kind, other_selector)):
             found.append(
-                f"spec.nodeSelector may select the same nodes as {kind.kind} {other}, which "
-                "would run two plugins per node; make the nodeSelectors disjoint"
+                f"spec.nodeSelector can select the same nodes as {kind.kind} {other}, which "
+                "runs two plugins per node; make the nodeSelectors of the two disjoint"
             )
-    if spec.get("provisioningConfig") and context.config_map_exists is False:
+    config_map = spec.get("provisioningConfig")
+    if config_map and context.config_map_exists is False:
         found.append(
-            f"spec.provisioningConfig: ConfigMap {spec['provisioningConfig']} does not exist in "
-            f"{context.plugin_namespace}; create it there or the init container cannot start"
+            f"spec.provisioningConfig: ConfigMap {config_map} does not exist in namespace "
+            f"{context.plugin_namespace}; create it there, or the init container cannot start"
         )
     return found

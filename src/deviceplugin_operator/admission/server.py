@@ -1,260 +1,470 @@
 """The HTTPS admission server: AdmissionReview v1 in, a verdict (and a JSON patch) out.
 
-Routes are generated from the device registry for the enabled devices only, at the
-reference's paths (``/mutate-deviceplugin-intel-com-v1-<kind>``,
-``/validate-deviceplugin-intel-com-v1-<kind>``), so existing webhook configurations keep
-working; one handler per verb serves every kind. Bad input gets a well-formed answer: an
-unreadable body is a 400 with a message, an oversized one a 413, a review of the wrong kind a
-denial — never a 500, and the server stays up.
+Routes come from ``endpoints.webhooks`` for the enabled devices only, at the reference's
+paths, so existing webhook configurations keep working and a disabled device's paths answer
+404. There is one handler per verb (default, validate, SGX pods, FPGA pods), not per kind.
+
+Bad input gets a well-formed answer and the server stays up: a body that is not JSON or not an
+AdmissionReview is a 400 with a message, a body over ``MAX_BODY`` a 413, a content type other
+than JSON a 415, a review of the wrong kind or resource a denial; a bug in a rule is logged and
+answered with a denial (``status.code`` 500 inside an HTTP 200), never an HTTP 500.
+
+TLS (``tls_context``): TLS 1.2 or newer, forward-secret AEAD suites only (ECDHE with AES-GCM
+or ChaCha20-Poly1305), ALPN ``http/1.1``. Certificates come from a ``CertificateSource``:
+``StaticCertificate`` (PEM in memory, e.g. the self-managed CA's) or ``DirectoryCertificate``
+(``tls.crt``/``tls.key`` mounted from a Secret by cert-manager or the OpenShift service CA);
+``ReloadingCertificate`` polls a source and loads a changed pair into the live context, so new
+handshakes use it while open connections keep theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import json
 import logging
+import os
 import pathlib
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from aiohttp import web
 
 from deviceplugin_operator import devices
-from deviceplugin_operator.admission import rules, sgx
+from deviceplugin_operator.admission import endpoints, errors, fpga, review, rules, sgx
 
 log = logging.getLogger(__name__)
 
-SGX_POD_PATH = "/mutate--v1-pod"
-"""The reference's path of the SGX Pod mutator."""
-
 MAX_BODY = 3 * 1024 * 1024
-"""The apiserver never sends more than a 3 MiB object; anything bigger is refused with 413."""
+"""Largest accepted request body; anything bigger is refused with 413. An object in etcd has
+at most 1.5 MiB: a pod review (CREATE) carries one, and an UPDATE of a device-plugin resource
+(a few KiB) two, so real reviews stay well below."""
+
+CONTEXT_TIMEOUT = 2.0
+"""Seconds the warnings may wait for cluster lookups before they are skipped: the API server
+gives the whole call 10 s, and a slow lookup must not turn into a failed admission."""
+
+T = TypeVar("T")
+MaybeAwaitable: TypeAlias = T | Awaitable[T]
 
 ContextProvider = Callable[[devices.DeviceKind[Any], Mapping[str, Any]], Awaitable[rules.Context]]
+"""Gathers what the warnings for one resource under review need to know about the cluster."""
+
+SelectorsProvider = Callable[
+    [devices.DeviceKind[Any]], MaybeAwaitable[Mapping[str, Mapping[str, str] | None]]
+]
+"""``spec.nodeSelector`` of every resource of a kind, by resource name (e.g. from a cache)."""
+
+ConfigMapProvider = Callable[[str], MaybeAwaitable[bool | None]]
+"""Whether a ConfigMap of this name exists in the plugin namespace; None when unknown."""
+
+
+async def _resolved(value: MaybeAwaitable[T]) -> T:
+    if isinstance(value, Awaitable):
+        return await value
+    return value
+
+
+def context_provider(
+    *,
+    plugin_namespace: str,
+    selectors: SelectorsProvider | None = None,
+    config_map_exists: ConfigMapProvider | None = None,
+) -> ContextProvider:
+    """A ``ContextProvider`` from the two lookups the warnings use; each may be sync or async,
+    and a lookup that is not given is simply not warned about."""
+
+    async def provide(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
+        others: Mapping[str, Mapping[str, str] | None] = {}
+        if selectors is not None:
+            others = await _resolved(selectors(kind))
+        exists: bool | None = None
+        spec = obj.get("spec")
+        config_map = spec.get("provisioningConfig") if isinstance(spec, Mapping) else None
+        if config_map_exists is not None and config_map and isinstance(config_map, str):
+            exists = await _resolved(config_map_exists(config_map))
+        return rules.Context(
+            other_selectors=others, config_map_exists=exists, plugin_namespace=plugin_namespace
+        )
+
+    return provide
 
 
 async def _no_context(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
     return rules.Context()
 
 
-def tls_context(*, enable_http2: bool = False) -> ssl.SSLContext:
-    """TLS >= 1.2 with forward-secret AEAD suites only, HTTP/1.1 by ALPN.
+# TLS -------------------------------------------------------------------------------------
 
-    aiohttp serves HTTP/1.1 only, so ``--enable-http2`` cannot offer ``h2`` here: advertising
-    it would break clients that pick it.
+
+def tls_context(
+    source: CertificateSource | None = None, *, enable_http2: bool = False
+) -> ssl.SSLContext:
+    """A server context with the pair of ``source`` loaded (none yet when None).
+
+    ALPN offers HTTP/1.1 alone even with ``enable_http2``: aiohttp does not speak HTTP/2, and
+    offering ``h2`` would make the API server's client pick a protocol nobody answers.
     """
-    if enable_http2:
-        log.info("Serving webhooks over HTTP/1.1: HTTP/2 is not available in this server")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
+    if enable_http2:
+        log.info("Kept HTTP/1.1 on the webhook server: HTTP/2 is not available there")
+    if source is not None:
+        load_pem(context, *source.load())
     return context
 
 
-def load_pem(context: ssl.SSLContext, cert: bytes, key: bytes, directory: pathlib.Path) -> None:
-    """Load a PEM pair into ``context`` (the ssl module reads files only: written to
-    ``directory`` first). New handshakes use it; open connections keep the old one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(key)
-    cert_file.write_bytes(cert)
-    context.load_cert_chain(cert_file, key_file)
+class CertificateSource(Protocol):
+    """Where a serving certificate comes from."""
+
+    def load(self) -> tuple[bytes, bytes]:
+        """(certificate chain PEM, private key PEM); OSError when it cannot be read."""
+        ...
 
 
-@dataclasses.dataclass
-class MountedCertificates:
-    """``tls.crt``/``tls.key`` from a mounted directory, reloaded when they change."""
+@dataclasses.dataclass(frozen=True)
+class StaticCertificate:
+    """A pair held in memory (e.g. the operator's self-managed certificate)."""
+
+    cert: bytes
+    key: bytes
+
+    def load(self) -> tuple[bytes, bytes]:
+        return self.cert, self.key
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectoryCertificate:
+    """``tls.crt``/``tls.key`` in a directory, read afresh on every ``load``."""
 
     directory: pathlib.Path
-    context: ssl.SSLContext
-    _stamp: tuple[float, float] | None = None
+    cert_name: str = "tls.crt"
+    key_name: str = "tls.key"
 
-    def _mtimes(self) -> tuple[float, float]:
+    def load(self) -> tuple[bytes, bytes]:
         return (
-            (self.directory / "tls.crt").stat().st_mtime,
-            (self.directory / "tls.key").stat().st_mtime,
+            (self.directory / self.cert_name).read_bytes(),
+            (self.directory / self.key_name).read_bytes(),
         )
 
+
+def load_pem(
+    context: ssl.SSLContext, cert: bytes, key: bytes, directory: pathlib.Path | None = None
+) -> None:
+    """Load a PEM pair into ``context``; ``ssl.SSLError`` (and ``context`` unchanged) when it
+    is not a matching pair.
+
+    The ssl module reads chains only from files: on Linux they are anonymous in-memory files,
+    so the key never touches a disk; elsewhere a private temporary directory (inside
+    ``directory`` when given) holds them for the duration of the call.
+    """
+    with _pem_files(cert, key, directory) as (cert_file, key_file):
+        # A pair failing half-way would leave the live context with the new certificate and
+        # the old key, refusing every handshake: it is tried on a scratch context first.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(cert_file, key_file)
+
+
+@contextlib.contextmanager
+def _pem_files(
+    cert: bytes, key: bytes, directory: pathlib.Path | None
+) -> Iterator[tuple[str, str]]:
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        files = [os.fdopen(os.memfd_create(name), "wb") for name in ("tls.crt", "tls.key")]
+        try:
+            for file, data in zip(files, (cert, key), strict=True):
+                file.write(data)
+                file.flush()
+            yield f"/proc/self/fd/{files[0].fileno()}", f"/proc/self/fd/{files[1].fileno()}"
+        finally:
+            for file in files:
+                file.close()
+        return
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="webhook-tls-", dir=directory) as private:
+        cert_path, key_path = pathlib.Path(private, "tls.crt"), pathlib.Path(private, "tls.key")
+        cert_path.write_bytes(cert)
+        key_path.write_bytes(key)
+        yield str(cert_path), str(key_path)
+
+
+class ReloadingCertificate:
+    """Keeps ``context`` serving the current pair of ``source``, checked every ``period``
+    seconds by ``watch``. Contents are compared, not modification times: a Secret volume
+    swaps a symlink, and two writes within one mtime tick would look like none."""
+
+    def __init__(self, source: CertificateSource, context: ssl.SSLContext, *, period: float = 5.0):
+        self.source = source
+        self.context = context
+        self.period = period
+        self._loaded: tuple[bytes, bytes] | None = None
+
     def reload_if_changed(self) -> bool:
-        """Load the pair when it is new or changed; whether it was loaded."""
+        """Load the pair when it is new or changed; whether it was loaded. A pair that cannot
+        be read or does not match (a half-written update) is skipped until the next check."""
         try:
-            stamp = self._mtimes()
-        except OSError:
+            pair = self.source.load()
+        except OSError as error:
+            log.warning("Reading the webhook certificate failed", extra={"error": str(error)})
             return False
-        if stamp == self._stamp:
+        if pair == self._loaded:
             return False
         try:
-            self.context.load_cert_chain(self.directory / "tls.crt", self.directory / "tls.key")
+            load_pem(self.context, *pair)
         except (OSError, ssl.SSLError) as error:
-            log.warning("Loading mounted certificate failed", extra={"error": str(error)})
+            log.warning("Loading the webhook certificate failed", extra={"error": str(error)})
             return False
-        self._stamp = stamp
-        log.info("Loaded webhook certificate", extra={"directory": str(self.directory)})
+        self._loaded = pair
+        log.info("Loaded webhook certificate")
         return True
 
-    async def watch(self, period: float = 5.0) -> None:
+    async def watch(self) -> None:
+        """Check forever (cancel the task to stop)."""
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self.period)
             self.reload_if_changed()
 
 
-def _review_response(uid: str, allowed: bool, **fields: Any) -> web.Response:
-    response: dict[str, Any] = {"uid": uid, "allowed": allowed, **fields}
-    return web.json_response(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-    )
+class MountedCertificates(ReloadingCertificate):
+    """``tls.crt``/``tls.key`` mounted in ``directory``, reloaded when they change."""
+
+    def __init__(self, directory: pathlib.Path, context: ssl.SSLContext, *, period: float = 5.0):
+        super().__init__(DirectoryCertificate(directory), context, period=period)
+        self.directory = directory
 
 
-def _denied(uid: str, message: str, code: int = 403) -> web.Response:
-    return _review_response(uid, False, status={"code": code, "message": message})
+# The server ------------------------------------------------------------------------------
+
+
+Answer = Callable[[endpoints.Webhook, review.AdmissionRequest], Awaitable[review.AdmissionResponse]]
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class AdmissionServer:
-    """The webhook endpoints of the enabled kinds."""
+    """The webhook endpoints of the enabled kinds, served over HTTPS.
+
+    ``kinds`` are the enabled device kinds (records of ``devices.KINDS``); SGX brings the SGX
+    Pod mutator and FPGA the FPGA Pod mutator, which reads ``fpga_mappings`` (one is made when
+    not given: feed it from the AcceleratorFunction and FpgaRegion watchers).
+    ``context_provider`` gathers what validation warnings need (see ``context_provider()``).
+    """
 
     def __init__(
         self,
-        kinds: Sequence[devices.DeviceKind[Any]],
+        kinds: Iterable[devices.DeviceKind[Any]],
         *,
-        context_provider: ContextProvider = _no_context,
+        context_provider: ContextProvider | None = None,
+        fpga_mappings: fpga.Mappings | None = None,
+        pod_failure_policy: endpoints.FailurePolicy = "Fail",
+        max_body: int = MAX_BODY,
+        context_timeout: float = CONTEXT_TIMEOUT,
     ):
-        self.kinds = {kind.mutate_path: kind for kind in kinds} | {
-            kind.validate_path: kind for kind in kinds
-        }
-        self.context_provider = context_provider
-        self.sgx_pods = any(kind.name == "sgx" for kind in kinds)
-        self.serving = False
-        self.port: int | None = None
+        self.webhooks = endpoints.webhooks(
+            (kind.name for kind in kinds), pod_failure_policy=pod_failure_policy
+        )
+        self._by_path = {webhook.path: webhook for webhook in self.webhooks}
+        self.context_provider = context_provider or _no_context
+        self.fpga_mappings = fpga_mappings if fpga_mappings is not None else fpga.Mappings()
+        self.max_body = max_body
+        self.context_timeout = context_timeout
         self.calls = 0
+        """Admission requests answered (tests see whether the API server called at all)."""
+        self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._answers: Mapping[endpoints.Verb, Answer] = {
+            endpoints.Verb.DEFAULT: self._default,
+            endpoints.Verb.VALIDATE: self._validate,
+            endpoints.Verb.MUTATE_SGX_POD: self._mutate_sgx_pod,
+            endpoints.Verb.MUTATE_FPGA_POD: self._mutate_fpga_pod,
+        }
+
+    @property
+    def serving(self) -> bool:
+        """Whether the HTTPS listener is up (the readiness check)."""
+        return self._runner is not None and self.port is not None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        for path, kind in self.kinds.items():
-            handler = self._mutate if path == kind.mutate_path else self._validate
-            app.router.add_post(path, handler)
-        if self.sgx_pods:
-            app.router.add_post(SGX_POD_PATH, self._mutate_sgx_pod)
+        """The aiohttp application: one POST route per webhook, each to its verb's handler."""
+        app = web.Application(client_max_size=self.max_body, middlewares=[_never_500])
+        for webhook in self.webhooks:
+            app.router.add_post(webhook.path, self._handle)
         return app
 
-    async def _mutate_sgx_pod(self, request: web.Request) -> web.StreamResponse:
-        self.calls += 1
-        try:
-            review = await request.json()
-        except (ValueError, UnicodeDecodeError) as error:
-            return web.Response(status=400, text=f"Malformed AdmissionReview: {error}")
-        admission = review.get("request") if isinstance(review, dict) else None
-        if not isinstance(admission, dict) or not isinstance(admission.get("uid"), str):
-            return web.Response(status=400, text="Malformed AdmissionReview: no request.uid")
-        uid = admission["uid"]
-        if (admission.get("kind") or {}).get("kind") != "Pod":
-            return _denied(uid, f"unexpected kind {(admission.get('kind') or {}).get('kind')!r}")
-        pod = admission.get("object")
-        if not isinstance(pod, dict):
-            return _review_response(uid, True)
-        try:
-            ops = sgx.patch(pod)
-        except rules.Rejected as rejected:
-            return _denied(uid, str(rejected))
-        if not ops:
-            return _review_response(uid, True)
-        encoded = base64.b64encode(json.dumps(ops).encode()).decode()
-        return _review_response(uid, True, patchType="JSONPatch", patch=encoded)
-
-    async def _review(
-        self, request: web.Request
-    ) -> tuple[devices.DeviceKind[Any], str, Mapping[str, Any]] | web.Response:
-        """The kind, request uid and object of a review, or the response that refuses it."""
-        self.calls += 1
-        kind = self.kinds[request.path]
-        try:
-            review = await request.json()
-        except web.HTTPRequestEntityTooLarge:
-            raise
-        except (ValueError, UnicodeDecodeError) as error:
-            return web.Response(status=400, text=f"Malformed AdmissionReview: {error}")
-        admission = review.get("request") if isinstance(review, dict) else None
-        if not isinstance(admission, dict) or not isinstance(admission.get("uid"), str):
-            return web.Response(status=400, text="Malformed AdmissionReview: no request.uid")
-        uid = admission["uid"]
-        requested = admission.get("kind") or {}
-        if requested.get("kind") != kind.kind:
-            return _denied(
-                uid, f"unexpected kind {requested.get('kind')!r}: this path admits {kind.kind}"
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        webhook = self._by_path[request.path]
+        if not _is_json(request.headers.get("Content-Type", "")):
+            return web.Response(
+                status=415,
+                text=f"Content-Type {request.headers.get('Content-Type', '')!r}, "
+                "expected application/json",
             )
-        obj = admission.get("object")
-        if not isinstance(obj, dict):
-            return _denied(uid, "invalid resource: the object could not be decoded", 400)
-        return kind, uid, obj
-
-    async def _mutate(self, request: web.Request) -> web.StreamResponse:
-        parsed = await self._review(request)
-        if isinstance(parsed, web.Response):
-            return parsed
-        kind, uid, obj = parsed
-        spec = obj.get("spec")
-        patch: list[dict[str, Any]] = []
-        if not isinstance(spec, dict):
-            if spec is not None:
-                return _denied(uid, "invalid resource: spec must be an object", 400)
-            patch.append({"op": "add", "path": "/spec", "value": {}})
-            spec = {}
-        image = rules.default_image(kind, spec)
-        if image is not None:
-            patch.append({"op": "add", "path": "/spec/image", "value": image})
-        if not patch:
-            return _review_response(uid, True)
-        encoded = base64.b64encode(json.dumps(patch).encode()).decode()
-        return _review_response(uid, True, patchType="JSONPatch", patch=encoded)
-
-    async def _validate(self, request: web.Request) -> web.StreamResponse:
-        parsed = await self._review(request)
-        if isinstance(parsed, web.Response):
-            return parsed
-        kind, uid, obj = parsed
+        body = await request.read()
         try:
-            rules.validate(kind, obj)
-        except rules.Rejected as rejected:
-            return _denied(uid, str(rejected))
+            admission = review.parse(body)
+        except errors.MalformedReview as malformed:
+            return web.Response(status=400, text=f"Malformed AdmissionReview: {malformed}")
+        response = await self.answer(webhook, admission)
+        return web.json_response(review.envelope(response))
+
+    async def answer(
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> review.AdmissionResponse:
+        """The verdict of ``webhook`` on ``request``: what the route sends back, without HTTP."""
+        self.calls += 1
         try:
-            context = await self.context_provider(kind, obj)
-        except Exception:  # a failing lookup must never turn a valid resource away
+            response = await self._answers[webhook.verb](webhook, request)
+        except errors.Rejected as rejected:
+            response = review.denied(request.uid, rejected.message, rejected.code)
+        except Exception:
+            log.exception(
+                "Admission request failed", extra={"webhook": webhook.name, "uid": request.uid}
+            )
+            response = review.errored(
+                request.uid, 500, "internal error in the admission webhook; see the operator log"
+            )
+        if not response.allowed:
+            log.info(
+                "Denied admission request",
+                extra={
+                    "webhook": webhook.name,
+                    "name": request.name,
+                    "namespace": request.namespace,
+                    "reason": response.status.message if response.status else None,
+                },
+            )
+        return response
+
+    # Verbs -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _resource_under_review(
+        webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> devices.DeviceKind[Any]:
+        kind = webhook.kind
+        if (request.kind.group, request.kind.kind) != (kind.resource.group, kind.kind):
+            raise errors.Rejected(
+                f'unexpected kind "{request.kind}": this webhook admits '
+                f"{kind.resource.api_version} {kind.kind}",
+                code=400,
+            )
+        return kind
+
+    async def _default(
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> review.AdmissionResponse:
+        kind = self._resource_under_review(webhook, request)
+        if request.operation not in ("CREATE", "UPDATE"):
+            return review.allowed(request.uid)
+        return review.allowed(request.uid, rules.default(kind, request.object))
+
+    async def _validate(
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> review.AdmissionResponse:
+        kind = self._resource_under_review(webhook, request)
+        if request.operation not in ("CREATE", "UPDATE"):
+            return review.allowed(request.uid)
+        context = rules.Context()
+        if isinstance(request.object, Mapping):
+            context = await self._context(kind, request.object)
+        warnings = rules.validate(kind, request.object, request.old_object, context)
+        return review.allowed(request.uid, warnings=warnings)
+
+    async def _context(
+        self, kind: devices.DeviceKind[Any], obj: Mapping[str, Any]
+    ) -> rules.Context:
+        # Warnings are a courtesy: a failing or slow lookup loses them, never the admission.
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(
+                self.context_provider(kind, obj), timeout=self.context_timeout
+            )
+        except TimeoutError:
+            log.warning(
+                "Gathering warning context timed out",
+                extra={"kind": kind.kind, "seconds": round(time.monotonic() - started, 3)},
+            )
+        except Exception:
             log.exception("Gathering warning context failed", extra={"kind": kind.kind})
-            context = rules.Context()
-        found = rules.warnings(kind, obj, context)
-        return _review_response(uid, True, **({"warnings": found} if found else {}))
+        return rules.Context()
 
-    async def start(self, host: str, port: int, context: ssl.SSLContext) -> None:
-        @web.middleware
-        async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
-            try:
-                response: web.StreamResponse = await handler(request)
-            except web.HTTPException:
-                raise
-            except Exception:
-                log.exception("Admission request failed", extra={"path": request.path})
-                return web.Response(status=400, text="The admission request could not be handled")
-            return response
+    @staticmethod
+    def _pod_under_review(request: review.AdmissionRequest) -> None:
+        if (request.resource.group, request.resource.version, request.resource.resource) != (
+            "",
+            "v1",
+            "pods",
+        ):
+            raise errors.Rejected(f'unexpected resource type "{request.resource}"', code=400)
 
-        app = self.app()
-        app.middlewares.append(never_500)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        self.serving = True
+    async def _mutate_sgx_pod(
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> review.AdmissionResponse:
+        self._pod_under_review(request)
+        if request.operation != "CREATE" or request.object is None:
+            return review.allowed(request.uid)
+        patch = sgx.mutate(request.object)
+        if patch:
+            log.info("Mutated SGX Pod", extra={"namespace": request.namespace, "uid": request.uid})
+        return review.allowed(request.uid, patch)
+
+    async def _mutate_fpga_pod(
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
+    ) -> review.AdmissionResponse:
+        self._pod_under_review(request)
+        if request.operation != "CREATE" or request.object is None:
+            return review.allowed(request.uid)
+        patch = self.fpga_mappings.mutate(request.object, request.namespace)
+        if patch:
+            log.info("Mutated FPGA Pod", extra={"namespace": request.namespace, "uid": request.uid})
+        return review.allowed(request.uid, patch)
+
+    # Lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int, context: ssl.SSLContext) -> int:
+        """Listen on ``host:port`` (0: any free port) with TLS; the bound port."""
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
         log.info("Started admission server", extra={"port": self.port})
+        return self.port
 
     async def stop(self) -> None:
-        self.serving = False
-        if self._runner is not None:
+        """Stop listening; requests in flight are given a moment to finish."""
+        runner, self._runner = self._runner, None
+        self.port = None
+        if runner is not None:
             with contextlib.suppress(Exception):
-                await self._runner.cleanup()
+                await runner.cleanup()
+            log.info("Stopped admission server")
+
+
+@web.middleware
+async def _never_500(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        # Only reading the body can fail here (a client gone mid-request): the reviews have
+        # their own catch-all, which answers with a denial.
+        log.exception("Admission request could not be read", extra={"path": request.path})
+        return web.Response(status=400, text="The admission request could not be read")

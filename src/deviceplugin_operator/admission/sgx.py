@@ -1,158 +1,148 @@
-"""The SGX Pod mutator: pods asking for SGX EPC get the enclave (and provision) resources, the
-aesmd socket and the ``sgx.intel.com/epc`` annotation, as the reference's ``/mutate--v1-pod``.
+"""The SGX Pod mutator (reference ``pkg/webhooks/sgx``): SGX containers get their enclave
+device, the quote provider its provision device, and aesmd users the aesmd socket.
 
-Fixed against the reference: the mutation is idempotent (reinvocation adds no second
-``SGX_AESM_ADDR``, mount or volume), requests and limits are compared as quantities
-(``1Mi`` equals ``1048576``), and env vars with ``valueFrom`` are left as they are.
+For every container that asks for ``sgx.intel.com/epc`` (init containers are not looked at,
+as in the reference):
+
+* ``sgx.intel.com/enclave: 1`` in limits and requests, and ``sgx.intel.com/provision: 1`` too
+  when the container is the one the ``sgx.intel.com/quote-provider`` annotation names;
+* with quote provider ``aesmd``: a mount of volume ``aesmd-socket`` at ``/var/run/aesmd``
+  (unless something is mounted there) and ``SGX_AESM_ADDR=1`` in its environment.
+
+The pod then gets the ``aesmd-socket`` volume (with quote provider ``aesmd`` and a volume of
+that name not there yet): an in-memory ``emptyDir`` when an ``aesmd`` container shares the pod
+with at least one other SGX container (sidecar mode), else the host's ``/var/run/aesmd``
+(aesmd DaemonSet mode); and the annotation ``sgx.intel.com/epc`` with the pod's total EPC in
+BinarySI (``1Mi``, ``3Mi``).
+
+Fixes over the reference: a second call on its own output changes nothing (the webhook is
+registered with ``reinvocationPolicy: IfNeeded``; the reference appended ``SGX_AESM_ADDR``
+again each time), an ``SGX_AESM_ADDR`` the user set (also via ``valueFrom``) is kept rather
+than shadowed by a duplicate, and quantities compare by amount (``1Mi`` equals ``1048576``).
+The result is a JSON patch that only adds or replaces, so every other field is untouched.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from deviceplugin_operator.admission import rules
+from deviceplugin_operator.admission import errors, resources, review
 
-PREFIX = "sgx.intel.com/"
-EPC = PREFIX + "epc"
-ENCLAVE = PREFIX + "enclave"
-PROVISION = PREFIX + "provision"
-QUOTE_PROVIDER = PREFIX + "quote-provider"
+DOMAIN = "sgx.intel.com"
+EPC = "sgx.intel.com/epc"
+ENCLAVE = "sgx.intel.com/enclave"
+PROVISION = "sgx.intel.com/provision"
+QUOTE_PROVIDER = "sgx.intel.com/quote-provider"
+EPC_ANNOTATION = "sgx.intel.com/epc"
 AESMD = "aesmd"
-AESMD_DIR = "/var/run/aesmd"
+AESMD_DIRECTORY = "/var/run/aesmd"
 AESMD_VOLUME = "aesmd-socket"
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_SUFFIXES: dict[str, Decimal | int] = {
-    **_BINARY,
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
-_QUANTITY = re.compile(
-    r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$"
-)
+AESMD_ADDRESS = "SGX_AESM_ADDR"
 
 
-def quantity(text: str | int) -> Decimal:
-    """A Kubernetes resource quantity as a number; ValueError when it is not one."""
-    match = _QUANTITY.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"invalid quantity {text!r}")
-    try:
-        return Decimal(match.group(1)) * Decimal(_SUFFIXES[match.group(2)])
-    except InvalidOperation as error:
-        raise ValueError(f"invalid quantity {text!r}") from error
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.Rejected(f"{what} must be an object", code=400)
+    return value
 
 
-def binary_si(value: int) -> str:
-    """Go's ``resource.NewQuantity(value, BinarySI).String()``: ``1048576`` → ``1Mi``."""
-    if value == 0:
-        return "0"
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-        if value % _BINARY[suffix] == 0:
-            return f"{value // _BINARY[suffix]}{suffix}"
-    return str(value)
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.Rejected(f"{what} must be a list", code=400)
+    return value
 
 
-def requested(container: Mapping[str, Any], prefix: str) -> dict[str, int]:
-    """The container's resources under ``prefix``: requests must equal limits and be whole."""
-    resources = container.get("resources") or {}
-    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-    found: dict[str, int] = {}
-    for name in sorted({*limits, *requests}):
-        if not name.startswith(prefix):
-            continue
-        try:
-            limit = quantity(limits[name]) if name in limits else None
-            request = quantity(requests[name]) if name in requests else None
-        except ValueError as error:
-            raise rules.Rejected(f"{error} for {name!r}") from error
-        if limit is None or request is None or limit != request:
-            raise rules.Rejected(
-                f"'limits' and 'requests' for \"{name}\" must be equal as extended resources "
-                "cannot be overcommitted"
-            )
-        if limit != limit.to_integral_value():
-            raise rules.Rejected(f'resource quantity isn\'t of integral type for "{name}"')
-        found[name] = int(limit)
-    return found
+def _append(ops: list[review.Operation], path: str, present: Any, item: Any) -> None:
+    """Append ``item`` to the list at ``path``, creating the list when it is absent."""
+    if isinstance(present, list):
+        ops.append(review.add(path + "/-", item))
+    else:
+        ops.append(review.add(path, [item]))
 
 
-def mutate(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """The pod after SGX mutation (a new object; ``pod`` is not changed)."""
-    result = copy.deepcopy(dict(pod))
-    metadata = result.setdefault("metadata", {})
-    annotations = metadata.get("annotations") or {}
-    provider = annotations.get(QUOTE_PROVIDER, "")
-    spec = result.setdefault("spec", {})
-    total_epc = 0
-    users = 0
-    aesmd_present = False
-    for container in spec.get("containers") or []:
-        wanted = requested(container, PREFIX)
-        if EPC not in wanted:
-            continue
-        total_epc += wanted[EPC]
-        resources = container.setdefault("resources", {})
-        limits = resources.setdefault("limits", {})
-        requests = resources.setdefault("requests", {})
-        extra = {ENCLAVE: "1"} | ({PROVISION: "1"} if provider == container.get("name") else {})
-        for name, value in extra.items():
-            limits[name] = requests[name] = value
-        users += 1
-        if provider == AESMD:
-            mounts = container.setdefault("volumeMounts", [])
-            if not any(m.get("mountPath") == AESMD_DIR for m in mounts):
-                mounts.append({"name": AESMD_VOLUME, "mountPath": AESMD_DIR})
-            aesmd_present = aesmd_present or container.get("name") == AESMD
-            env = container.setdefault("env", [])
-            if not any(e.get("name") == "SGX_AESM_ADDR" for e in env):
-                env.append({"name": "SGX_AESM_ADDR", "value": "1"})
-    if users and provider == AESMD:
-        volumes = spec.setdefault("volumes", [])
-        if not any(v.get("name") == AESMD_VOLUME for v in volumes):
-            if aesmd_present and users >= 2:
-                volumes.append({"name": AESMD_VOLUME, "emptyDir": {"medium": "Memory"}})
-            else:
-                volumes.append(
-                    {
-                        "name": AESMD_VOLUME,
-                        "hostPath": {"path": AESMD_DIR, "type": "DirectoryOrCreate"},
-                    }
+def _set_one(
+    ops: list[review.Operation], index: int, container: Mapping[str, Any], resource: str
+) -> None:
+    """``resource: 1`` in the container's limits and requests, unless it is there already."""
+    for field, present in zip(
+        ("limits", "requests"), resources.container_resources(container), strict=True
+    ):
+        if not (resource in present and resources.equal(present[resource], 1)):
+            ops.append(
+                review.add(
+                    review.pointer("spec", "containers", index, "resources", field, resource), "1"
                 )
+            )
+
+
+def mutate(pod: object) -> list[review.Operation]:
+    """The JSON patch for a Pod being created; ``Rejected`` when its SGX requests are
+    invalid (requests differing from limits, fractional amounts)."""
+    pod = _object(pod, "the Pod")
+    metadata = _object(pod.get("metadata"), "metadata")
+    annotations = _object(metadata.get("annotations"), "metadata.annotations")
+    quote_provider = annotations.get(QUOTE_PROVIDER)
+    if not isinstance(quote_provider, str):
+        quote_provider = ""
+    spec = _object(pod.get("spec"), "spec")
+    containers = _list(spec.get("containers"), "spec.containers")
+
+    ops: list[review.Operation] = []
+    total_epc = 0
+    epc_users = 0
+    aesmd_present = False
+    for index, raw in enumerate(containers):
+        container = _object(raw, f"spec.containers[{index}]")
+        epc = resources.requested(container, DOMAIN).get(EPC)
+        if epc is None:
+            continue
+        total_epc += epc.amount
+        epc_users += 1
+        name = container.get("name")
+        if quote_provider == name:
+            _set_one(ops, index, container, PROVISION)
+        _set_one(ops, index, container, ENCLAVE)
+        if quote_provider != AESMD:
+            continue
+        aesmd_present = aesmd_present or name == AESMD
+        path = review.pointer("spec", "containers", index)
+        mounts = _list(container.get("volumeMounts"), f"spec.containers[{index}].volumeMounts")
+        if not any(
+            isinstance(mount, Mapping)
+            and str(mount.get("mountPath", "")).rstrip("/") == AESMD_DIRECTORY
+            for mount in mounts
+        ):
+            mount = {"name": AESMD_VOLUME, "mountPath": AESMD_DIRECTORY}
+            _append(ops, path + "/volumeMounts", container.get("volumeMounts"), mount)
+        env = _list(container.get("env"), f"spec.containers[{index}].env")
+        if not any(isinstance(var, Mapping) and var.get("name") == AESMD_ADDRESS for var in env):
+            variable = {"name": AESMD_ADDRESS, "value": "1"}
+            _append(ops, path + "/env", container.get("env"), variable)
+
+    volumes = _list(spec.get("volumes"), "spec.volumes")
+    has_volume = any(
+        isinstance(volume, Mapping) and volume.get("name") == AESMD_VOLUME for volume in volumes
+    )
+    if epc_users and quote_provider == AESMD and not has_volume:
+        if aesmd_present and epc_users >= 2:
+            source: dict[str, Any] = {"emptyDir": {"medium": "Memory"}}
+        else:
+            source = {"hostPath": {"path": AESMD_DIRECTORY, "type": "DirectoryOrCreate"}}
+        _append(ops, "/spec/volumes", spec.get("volumes"), {"name": AESMD_VOLUME, **source})
+
     if total_epc:
-        metadata["annotations"] = {**annotations, EPC: binary_si(total_epc)}
-    return result
-
-
-def patch(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """JSON patch from ``pod`` to its mutation (empty when nothing changes)."""
-    mutated = mutate(pod)
-    ops: list[dict[str, Any]] = []
-    before_meta = pod.get("metadata") or {}
-    if mutated["metadata"].get("annotations") != before_meta.get("annotations"):
-        if "metadata" not in pod:
-            ops.append({"op": "add", "path": "/metadata", "value": {}})
-        ops.append(
-            {
-                "op": "add",
-                "path": "/metadata/annotations",
-                "value": mutated["metadata"]["annotations"],
-            }
-        )
-    before_spec = pod.get("spec") or {}
-    for field in ("containers", "volumes"):
-        if mutated["spec"].get(field) != before_spec.get(field):
-            ops.append({"op": "add", "path": f"/spec/{field}", "value": mutated["spec"][field]})
+        size = resources.binary_si(total_epc)
+        if annotations.get(EPC_ANNOTATION) != size:
+            if metadata.get("annotations") is not None:
+                path = review.pointer("metadata", "annotations", EPC_ANNOTATION)
+                ops.append(review.add(path, size))
+            elif pod.get("metadata") is not None:
+                ops.append(review.add("/metadata/annotations", {EPC_ANNOTATION: size}))
+            else:
+                ops.append(review.add("/metadata", {"annotations": {EPC_ANNOTATION: size}}))
     return ops

@@ -12,7 +12,7 @@ import difflib
 import pathlib
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.manifests import crd, rbac, webhooks
+from deviceplugin_operator.manifests import crd, overlays, rbac, webhooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,7 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(name="crd", files=crd.files, owned_dirs=(crd.BASES,)),
     Generator(name="webhooks", files=webhooks.files),
     Generator(name="rbac", files=rbac.files),
+    Generator(name="device overlays", files=overlays.files),
 )
 
 

@@ -41,7 +41,7 @@ NAME_PREFIX = "intel-deviceplugins-"
 NAMESPACE = "system"
 """The placeholder namespace that kustomize replaces with the operator's."""
 
-WEBHOOK_SECRET = NAME_PREFIX + "webhook-server-cert"  # noqa: S105 - a name, not a secret
+WEBHOOK_SECRET = NAME_PREFIX + "webhook-server-cert"
 """The Secret of the self-managed webhook certificate (``--webhook-secret``'s default)."""
 
 WEBHOOK_CONFIGURATIONS: Mapping[str, str] = {
@@ -69,10 +69,14 @@ def rule(
     return result
 
 
-def cluster_rules() -> list[dict[str, Any]]:
-    """Rules of the ClusterRole: the kinds' resources, FPGA mappings, Events, webhooks."""
+def cluster_rules(
+    kinds: Iterable[devices.DeviceKind[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Rules of the ClusterRole for ``kinds`` (default: all): their resources, Events, the
+    webhook configurations, and the FPGA mappings (read-only, for the FPGA Pod mutator)."""
+    chosen = list(devices.KINDS.values() if kinds is None else kinds)
     group = plugin.GROUP
-    plurals = [kind.plural for kind in devices.KINDS.values()]
+    plurals = [kind.plural for kind in chosen]
     return [
         rule("", ["events"], ["create", "patch"]),
         *(
@@ -82,11 +86,7 @@ def cluster_rules() -> list[dict[str, Any]]:
         rule(group, plurals, READ),
         rule(group, [f"{plural}/finalizers" for plural in plurals], ["update"]),
         rule(group, [f"{plural}/status" for plural in plurals], WRITE_NAMED),
-        rule(
-            fpga.GROUP,
-            [fpga.ACCELERATOR_FUNCTION.plural, fpga.FPGA_REGION.plural],
-            READ,
-        ),
+        rule(fpga.GROUP, [fpga.ACCELERATOR_FUNCTION.plural, fpga.FPGA_REGION.plural], READ),
     ]
 
 

@@ -26,8 +26,8 @@ def test_checked_in_files_are_current(deployments: pathlib.Path, tmp_path: pathl
 def test_check_reports_stale_missing_and_leftover_files(
     deployments: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shutil.copytree(deployments / "crd", tmp_path / "crd")
-    shutil.copytree(deployments / "webhook", tmp_path / "webhook")
+    for top in sorted({relative.split("/")[0] for relative in generation.generated()}):
+        shutil.copytree(deployments / top, tmp_path / top)
     assert cli.main(["check", str(tmp_path)]) == 0
 
     gpu = tmp_path / "crd/bases/deviceplugin.intel.com_gpudeviceplugins.yaml"

@@ -1,0 +1,204 @@
+"""The Helm chart: ``helm lint`` passes and ``helm template`` renders, object by object, what
+``kubectl kustomize`` renders for the matching overlay (Helm's own labels aside).
+
+helm is built from its Go module by tools/helm.py the first time (a few minutes) and reused
+from the cache afterwards.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import yaml
+
+from deviceplugin_operator import devices
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "intel-deviceplugin-operator"
+OPERATOR = ROOT / "deployments" / "operator"
+NAMESPACE = "inteldeviceplugins-system"
+RELEASE = "intel-deviceplugin-operator"
+HELM_LABELS = frozenset(
+    {
+        "helm.sh/chart",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+    }
+)
+KUSTOMIZE_LABELS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/part-of"})
+"""What default's ``labels:`` adds; static CRDs in the chart's crds/ cannot carry them."""
+
+Key = tuple[str, str | None, str]
+
+
+@pytest.fixture(scope="module")
+def helm() -> pathlib.Path:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "helm.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return pathlib.Path(completed.stdout.strip())
+
+
+def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def template(helm: pathlib.Path, *values: str) -> dict[Key, dict[str, Any]]:
+    completed = run(
+        [
+            str(helm),
+            "template",
+            RELEASE,
+            str(CHART),
+            f"--namespace={NAMESPACE}",
+            "--include-crds",
+            *(f"--set={value}" for value in values),
+        ]
+    )
+    assert completed.returncode == 0, completed.stderr
+    return keyed(completed.stdout)
+
+
+def kustomize(overlay: str) -> dict[Key, dict[str, Any]]:
+    completed = run(["kubectl", "kustomize", str(OPERATOR / overlay)])
+    assert completed.returncode == 0, completed.stderr
+    return keyed(completed.stdout)
+
+
+def _strip(metadata: dict[str, Any], labels: frozenset[str]) -> None:
+    found = metadata.get("labels")
+    if found is None:
+        return
+    for key in labels & set(found):
+        del found[key]
+    if not found:
+        del metadata["labels"]
+
+
+def keyed(text: str) -> dict[Key, dict[str, Any]]:
+    """Objects by (kind, namespace, name), without Helm's labels."""
+    result: dict[Key, dict[str, Any]] = {}
+    for document in yaml.safe_load_all(text):
+        if not document:
+            continue
+        crd = document["kind"] == "CustomResourceDefinition"
+        _strip(document["metadata"], HELM_LABELS | (KUSTOMIZE_LABELS if crd else frozenset()))
+        pod = document.get("spec", {}).get("template", {}).get("metadata")
+        if pod:
+            _strip(pod, HELM_LABELS)
+        metadata = document["metadata"]
+        key = (document["kind"], metadata.get("namespace"), metadata["name"])
+        assert key not in result, f"{key} rendered twice"
+        result[key] = document
+    return result
+
+
+def assert_same(expected: dict[Key, dict[str, Any]], actual: dict[Key, dict[str, Any]]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for key, document in expected.items():
+        assert actual[key] == document, key
+
+
+def without_namespace(objects: dict[Key, dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    return {key: value for key, value in objects.items() if key[0] != "Namespace"}
+
+
+def test_lint_passes(helm: pathlib.Path) -> None:
+    completed = run([str(helm), "lint", "--strict", str(CHART)])
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "0 chart(s) failed" in completed.stdout
+
+
+def test_defaults_render_the_kustomize_default_install(helm: pathlib.Path) -> None:
+    # Helm expects the release namespace to exist; namespace.create adds it.
+    expected = kustomize("default")
+    assert_same(without_namespace(expected), template(helm))
+    assert_same(expected, template(helm, "namespace.create=true"))
+
+
+@pytest.mark.parametrize("device", sorted(devices.KINDS))
+def test_one_device_renders_its_kustomize_overlay(helm: pathlib.Path, device: str) -> None:
+    expected = without_namespace(kustomize(f"device/{device}"))
+    assert_same(expected, template(helm, f"devices={{{device}}}"))
+
+
+def test_cert_manager_mode_renders_the_certmanager_overlay(helm: pathlib.Path) -> None:
+    expected = without_namespace(kustomize("certmanager"))
+    assert_same(expected, template(helm, "certificates.mode=cert-manager"))
+
+
+def test_values_reach_the_deployment(helm: pathlib.Path) -> None:
+    objects = template(
+        helm,
+        "devices={qat,gpu}",
+        "pluginNamespace=plugins",
+        "pluginImagePullSecret=regcred",
+        "imageOverrides.INTEL_GPU_PLUGIN_SHA=intel/intel-gpu-plugin@sha256:" + "0" * 64,
+        "leaderElect=false",
+        "metrics.enabled=false",
+        "replicas=3",
+        "namePrefix=dp-",
+        "tolerations[0].operator=Exists",
+    )
+    deployment = objects[("Deployment", NAMESPACE, "dp-controller-manager")]
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    (container,) = pod["containers"]
+    assert container["args"] == [
+        "--health-probe-bind-address=:8081",
+        "--metrics-bind-address=0",
+        "--devices=gpu,qat",
+        "--webhook-secret=dp-webhook-server-cert",
+        "--webhook-service=dp-webhook-service",
+        "--webhook-configuration-prefix=dp-",
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DEVICEPLUGIN_NAMESPACE"] == "plugins"
+    assert env["DEVICEPLUGIN_SECRET"] == "regcred"
+    assert env["INTEL_GPU_PLUGIN_SHA"].endswith("0" * 64)
+
+    # The plugin namespace gets the DaemonSet rules and the plugin account; the Secret and
+    # nothing else stays in the release namespace. No leader election, no metrics objects.
+    plugin_role = objects[("Role", "plugins", "dp-manager-role")]
+    assert {r for rule in plugin_role["rules"] for r in rule["resources"]} == {
+        "configmaps",
+        "pods",
+        "daemonsets",
+    }
+    own_role = objects[("Role", NAMESPACE, "dp-manager-role")]
+    assert {r for rule in own_role["rules"] for r in rule["resources"]} == {"secrets"}
+    assert ("RoleBinding", "plugins", "dp-manager-rolebinding") in objects
+    assert ("ServiceAccount", "plugins", "dp-plugin") in objects
+    kinds = {key[0] for key in objects}
+    assert "PodDisruptionBudget" in kinds
+    single = template(helm, "replicas=1")
+    assert "PodDisruptionBudget" not in {key[0] for key in single}, "it would block every drain"
+    assert not [key for key in objects if "leader-election" in key[2] or "metrics" in key[2]]
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        (configuration,) = [v for k, v in objects.items() if k[0] == kind]
+        assert {hook["name"][1:4] for hook in configuration["webhooks"]} == {"gpu", "qat"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("devices={gpu,tpu}", 'unknown device "tpu"'),
+        ("certificates.mode=vault", "is not one of self-managed, cert-manager, mounted"),
+    ],
+)
+def test_bad_values_fail_the_rendering(helm: pathlib.Path, value: str, message: str) -> None:
+    completed = run([str(helm), "template", RELEASE, str(CHART), f"--set={value}"])
+    assert completed.returncode != 0
+    assert message in completed.stderr

@@ -1,0 +1,142 @@
+"""The Dockerfile agrees with the manager Deployment: entrypoint, user, ports, writable paths.
+
+No container engine runs here, so the Dockerfile is parsed: stages, and the instructions of
+the final one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+import tomllib
+from typing import Any
+
+import pytest
+import yaml
+
+from deviceplugin_operator import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def values(self, instruction: str) -> list[str]:
+        return [value for name, value in self.instructions if name == instruction]
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """(global ARG defaults, stages) of a Dockerfile."""
+    logical = re.sub(r"\\\n", " ", text)
+    arguments: dict[str, str] = {}
+    stages: list[Stage] = []
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, value = line.partition(" ")
+        instruction, value = instruction.upper(), value.strip()
+        if instruction == "FROM":
+            parts = re.split(r"\s+(?i:as)\s+", value)
+            stages.append(Stage(base=parts[0], name=parts[1] if len(parts) > 1 else None))
+        elif instruction == "ARG" and not stages:
+            key, _, default = value.partition("=")
+            arguments[key] = default
+        else:
+            stages[-1].instructions.append((instruction, value))
+    return arguments, stages
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> tuple[dict[str, str], list[Stage]]:
+    return parse((ROOT / "Dockerfile").read_text())
+
+
+@pytest.fixture(scope="module")
+def final(dockerfile: tuple[dict[str, str], list[Stage]]) -> Stage:
+    return dockerfile[1][-1]
+
+
+@pytest.fixture(scope="module")
+def manager() -> dict[str, Any]:
+    documents = yaml.safe_load_all((ROOT / "deployments/operator/manager/manager.yaml").read_text())
+    (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    result: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return result
+
+
+def test_two_stages_on_python_3_11_slim(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    arguments, stages = dockerfile
+    assert [stage.name for stage in stages] == ["builder", None]
+    assert arguments["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert {stage.base for stage in stages} == {"${PYTHON_IMAGE}"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+
+
+def test_final_stage_holds_only_the_virtualenv(final: Stage) -> None:
+    assert final.values("RUN") == [], "no package manager or build tool runs in the final stage"
+    assert final.values("COPY") == ["--from=builder /opt/venv /opt/venv"]
+    (env,) = final.values("ENV")
+    assert "PATH=/opt/venv/bin:$PATH" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env, "the root filesystem is read-only"
+
+
+def test_builder_compiles_ahead_and_drops_pip(
+    dockerfile: tuple[dict[str, str], list[Stage]],
+) -> None:
+    (run,) = dockerfile[1][0].values("RUN")
+    assert "--only-binary=:all:" in run, "no compiler in the image, no source builds"
+    assert "compileall" in run
+    assert "uninstall --yes pip setuptools" in run
+
+
+def test_entrypoint_is_the_console_script_run_command(final: Stage) -> None:
+    (entrypoint,) = final.values("ENTRYPOINT")
+    command = json.loads(entrypoint)
+    assert command == ["deviceplugin-operator", "run"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[command[0]] == "deviceplugin_operator.cli:main"
+    assert cli._parser().parse_args(command[1:]).command == "run"
+
+
+def test_user_is_the_deployments_non_root_user(final: Stage, manager: dict[str, Any]) -> None:
+    (user,) = final.values("USER")
+    uid, gid = (int(part) for part in user.split(":"))
+    security = manager["containers"][0]["securityContext"]
+    assert (uid, gid) == (security["runAsUser"], security["runAsGroup"]) == (65532, 65532)
+    assert security["runAsNonRoot"] is True
+    assert manager["securityContext"]["runAsNonRoot"] is True
+
+
+def test_exposed_ports_are_the_containers_ports(final: Stage, manager: dict[str, Any]) -> None:
+    exposed = {int(port) for value in final.values("EXPOSE") for port in value.split()}
+    container = manager["containers"][0]
+    declared = {port["containerPort"] for port in container["ports"]}
+    assert exposed == declared == {9443, 8443, 8081}
+    args = dict(arg.split("=", 1) for arg in container["args"] if "=" in arg)
+    assert args["--health-probe-bind-address"] == ":8081"
+    assert args["--metrics-bind-address"] == ":8443"
+    assert cli._parser().parse_args(["run"]).webhook_port == 9443
+
+
+def test_only_tmp_is_written_and_it_is_mounted(manager: dict[str, Any]) -> None:
+    container = manager["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    defaults = cli._parser().parse_args(["run"])
+    assert defaults.webhook_cert_dir.startswith("/tmp/")
+
+
+def test_build_context_has_what_the_builder_copies() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[:4] == ["*", "!pyproject.toml", "!README.md", "!src/"]
+    for path in ("pyproject.toml", "README.md", "src/deviceplugin_operator/cli.py"):
+        assert (ROOT / path).exists()
