@@ -195,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
         help="prefix of the webhook configuration names whose caBundle is patched",
     )
     run.add_argument(
+        "--plugin-service-account",
+        default="",
+        help="ServiceAccount of the plugin pods (token not mounted); default: the "
+        "namespace's default account, as the reference",
+    )
+    run.add_argument(
         "--operator-namespace",
         default=None,
         help="namespace of the operator (default: env POD_NAMESPACE, then "
@@ -259,6 +265,7 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> sett
         image_pull_secret=environ.get("DEVICEPLUGIN_SECRET") or None,
         image_overrides=image_overrides(environ),
         devices=parse_devices(args.devices),
+        plugin_service_account=args.plugin_service_account or None,
     )
 
 

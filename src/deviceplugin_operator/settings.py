@@ -37,3 +37,8 @@ class Settings:
     """Names of the device kinds whose controllers run, in start order (``--devices``). cli.py
     validates them against ``devices.KINDS`` and fills in every kind when the flag is absent; the
     empty default means no controllers, which suits code that only renders objects."""
+
+    plugin_service_account: str | None = None
+    """ServiceAccount the plugin pods run as, with ``automountServiceAccountToken: false``
+    (``--plugin-service-account``; the install creates one without any RBAC). None keeps the
+    reference's behaviour: the namespace's ``default`` account."""

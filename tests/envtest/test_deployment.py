@@ -47,6 +47,7 @@ BASE_ARGS = [
     "--health-probe-bind-address=:8081",
     "--metrics-bind-address=:8443",
     "--metrics-secure",
+    "--plugin-service-account=intel-deviceplugins-plugin",
 ]
 CONFIGURATIONS = {
     "mutatingwebhookconfiguration": PREFIX + "mutating-webhook-configuration",

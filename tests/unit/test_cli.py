@@ -159,3 +159,9 @@ def test_metrics_flags_reach_the_options() -> None:
     assert (options.metrics_cert_name, options.metrics_cert_key) == ("tls.crt", "tls.key")
     assert options.metrics_bind_address == ":8443"
     assert cli.build_options(cli._parser().parse_args(["run"]), {}).metrics_bind_address == ":8080"
+
+
+def test_plugin_service_account_flag_reaches_the_settings() -> None:
+    args = cli._parser().parse_args(["run", "--plugin-service-account", "plugin"])
+    assert cli.build_settings(args, {}).plugin_service_account == "plugin"
+    assert cli.build_settings(cli._parser().parse_args(["run"]), {}).plugin_service_account is None

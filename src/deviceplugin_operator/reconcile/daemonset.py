@@ -115,6 +115,10 @@ def desired_daemonset(
         pod["tolerations"] = [toleration.pod_form() for toleration in spec.tolerations]
     if settings.image_pull_secret:
         pod["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    if settings.plugin_service_account:
+        # The reference runs plugins as `default`, bound to the operator's own write role.
+        pod["serviceAccountName"] = settings.plugin_service_account
+        pod["automountServiceAccountToken"] = False
     if kind.customize_pod is not None:
         kind.customize_pod(pod, spec)
     return daemonset

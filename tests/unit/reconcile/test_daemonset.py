@@ -653,3 +653,18 @@ def test_rendering_is_deterministic_and_selector_matches_template(
     mounts |= {m["name"] for m in pod_of(first)["containers"][0]["volumeMounts"]}
     assert mounts <= set(volume_names(first))
     assert len(volume_names(first)) == len(set(volume_names(first)))
+
+
+@pytest.mark.parametrize("name", list(devices.KINDS))
+def test_plugin_service_account_runs_plugins_without_a_token(name: str) -> None:
+    kind = devices.KINDS[name]
+    config = Settings(plugin_namespace="ops", plugin_service_account="plugin")
+    pod = daemonset.desired_daemonset(kind, "cr", "uid-1", kind.spec(), config)["spec"]["template"][
+        "spec"
+    ]
+    assert pod["serviceAccountName"] == "plugin"
+    assert pod["automountServiceAccountToken"] is False
+    reference = daemonset.desired_daemonset(
+        kind, "cr", "uid-1", kind.spec(), Settings(plugin_namespace="ops")
+    )["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in reference
