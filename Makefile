@@ -10,7 +10,10 @@ NODES ?= 3
 NODE_SPECS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries helm cluster cluster-down test lint demo demo-down run generate verify image
+# BENCH_SIZE=quick (default, ~15 min) or full (hours)
+BENCH_SIZE ?= quick
+
+.PHONY: bench help venv binaries helm cluster cluster-down test lint demo demo-down run generate verify image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,8 +41,8 @@ test: binaries helm ## Unit tests and tests against a real local control plane
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy --strict, import-linter
-	$(BIN)/ruff check src tests tools
-	$(BIN)/ruff format --check src tests tools
+	$(BIN)/ruff check src tests tools bench
+	$(BIN)/ruff format --check src tests tools bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -61,3 +64,6 @@ verify: venv ## Fail when the generated manifests are stale
 IMAGE ?= docker.io/intel/intel-deviceplugin-operator-py:devel
 image: ## Build the container image (needs a container engine)
 	docker build -t $(IMAGE) .
+
+bench: binaries ## Benchmarks vs the reference operator and a floor (BENCH_SIZE=quick|full)
+	$(BIN)/python -m bench --size $(BENCH_SIZE)

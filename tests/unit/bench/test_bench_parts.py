@@ -1,0 +1,107 @@
+"""Pure helpers of the scenarios, the reference build and the floor."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+from bench import floor, impls, reference, scenarios
+
+
+def test_log_level_is_read_from_the_plugin_container_args() -> None:
+    def ds(args: list[str]) -> dict[str, object]:
+        return {"spec": {"template": {"spec": {"containers": [{"name": "p", "args": args}]}}}}
+
+    assert scenarios.log_level_of(ds(["-v", "4", "-shared-dev-num", "1"])) == 4
+    assert scenarios.log_level_of(ds(["-shared-dev-num", "1", "-v=5"])) == 5
+    assert scenarios.log_level_of(ds(["-v"])) is None
+    assert scenarios.log_level_of({"spec": {"template": {"spec": {}}}}) is None
+
+
+def test_rotation_changes_who_goes_first() -> None:
+    order = [impls.THIS, impls.REFERENCE, impls.FLOOR]
+    assert [i.name for i in scenarios.rotate(order, 0)] == ["this", "reference", "floor"]
+    assert [i.name for i in scenarios.rotate(order, 1)] == ["reference", "floor", "this"]
+    assert [i.name for i in scenarios.rotate(order, 5)] == ["floor", "this", "reference"]
+
+
+def test_convergence_resources_split_the_nodes_into_disjoint_groups() -> None:
+    size = scenarios.SIZES["full"]
+    resources = scenarios.convergence_resources(size)
+    assert len(resources) == 8 * size.crs_per_kind
+    names = {body["metadata"]["name"] for _, body, _ in resources}
+    assert len(names) == len(resources)
+    gpu = [(body, sel) for plural, body, sel in resources if plural == "gpudeviceplugins"]
+    assert {sel[scenarios.GROUP_LABEL] for _, sel in gpu} == {f"g{j}" for j in range(10)}
+    for body, selector in gpu:
+        assert body["spec"]["nodeSelector"] == selector
+        assert selector["intel.feature.node.kubernetes.io/gpu"] == "true"
+        assert body["spec"]["image"].endswith(":0.36.0")
+
+
+def test_reference_wrapper_repeats_only_versioned_replaces() -> None:
+    gomod = {
+        "Replace": [
+            {"Old": {"Path": "k8s.io/api"}, "New": {"Path": "k8s.io/api", "Version": "v0.36.0"}},
+            {
+                "Old": {"Path": "example.com/a", "Version": "v1.0.0"},
+                "New": {"Path": "example.com/b", "Version": "v1.2.0"},
+            },
+            {"Old": {"Path": "example.com/local"}, "New": {"Path": "./local"}},
+        ]
+    }
+    assert reference.replace_args(gomod) == [
+        "-replace=k8s.io/api=k8s.io/api@v0.36.0",
+        "-replace=example.com/a@v1.0.0=example.com/b@v1.2.0",
+    ]
+    assert reference.replace_args({}) == []
+
+
+def test_reference_binary_is_cached_outside_the_repository(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("BENCH_REFERENCE_VERSION", raising=False)
+    assert reference.binary_path() == (
+        tmp_path
+        / "deviceplugin-operator"
+        / "bin"
+        / "reference-operator-v0.36.0"
+        / "intel_deviceplugin_operator"
+    )
+
+
+def test_reference_serving_cert_lands_in_the_default_cert_dir_under_tmpdir(
+    tmp_path: pathlib.Path,
+) -> None:
+    certs = reference.write_serving_cert(tmp_path)
+    assert certs == tmp_path / "k8s-webhook-server" / "serving-certs"
+    assert (certs / "tls.crt").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in (certs / "tls.key").read_text()
+
+
+def test_floor_renders_an_owned_daemonset_from_the_resource() -> None:
+    cr = {
+        "apiVersion": "deviceplugin.intel.com/v1",
+        "kind": "GpuDevicePlugin",
+        "metadata": {"name": "g", "uid": "u-1", "generation": 2},
+        "spec": {
+            "image": "intel/intel-gpu-plugin:0.36.0",
+            "logLevel": 3,
+            "nodeSelector": {"a": "b"},
+        },
+    }
+    ds = floor.daemonset(cr, "ns")
+    assert ds["metadata"]["name"] == "intel-gpu-plugin-g"
+    assert ds["metadata"]["namespace"] == "ns"
+    assert ds["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"a": "b"}
+    assert pod["containers"][0]["args"][:2] == ["-v", "3"]
+    assert scenarios.log_level_of(ds) == 3
+
+
+def test_cpu_seconds_of_this_process_is_positive_and_of_a_missing_one_zero() -> None:
+    assert impls.cpu_seconds(os.getpid()) > 0
+    assert impls.cpu_seconds(2**22 + 12345) == 0.0
