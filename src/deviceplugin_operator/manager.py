@@ -26,10 +26,12 @@ import pathlib
 import ssl
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from deviceplugin_operator import devices, settings
-from deviceplugin_operator.admission import rules, server
+from deviceplugin_operator.admission import errors as admission_errors
+from deviceplugin_operator.admission import fpga, rules, server
+from deviceplugin_operator.api import fpga as fpga_api
 from deviceplugin_operator.controller import (
     certificates,
     election,
@@ -271,11 +273,18 @@ class Manager:
             self.metrics.add_statuses(kind.kind, plugins.list)
             self.plugin_informers.append(plugins)
             self.controllers.append(controller)
+        self.fpga_mappings = fpga.Mappings()
+        self.mapping_informers: list[informer.Informer] = []
+        if "fpga" in config.devices:
+            self.mapping_informers = _mapping_informers(kube, self.fpga_mappings)
         self.probes = probes.ProbeServer()
+        # With FPGA this includes the mappings: no pod is judged against half of them.
         self.probes.checks["informers-synced"] = self.synced
         self.admission = server.AdmissionServer(
             [devices.KINDS[name] for name in config.devices],
             context_provider=self._warning_context,
+            fpga_mappings=self.fpga_mappings,
+            fpga_loaded=self.mappings_synced,
         )
         if options.webhook_port:
             self.probes.checks["webhook"] = lambda: self.admission.serving
@@ -304,10 +313,14 @@ class Manager:
 
     @property
     def informers(self) -> list[informer.Informer]:
-        return [self.daemonsets, self.pods, *self.plugin_informers]
+        return [self.daemonsets, self.pods, *self.plugin_informers, *self.mapping_informers]
 
     def synced(self) -> bool:
         return all(inf.synced for inf in self.informers)
+
+    def mappings_synced(self) -> bool:
+        """Whether the FPGA mappings hold every AcceleratorFunction and FpgaRegion listed."""
+        return all(inf.synced for inf in self.mapping_informers)
 
     @property
     def working(self) -> bool:
@@ -503,6 +516,55 @@ class Manager:
         self._report_leading(leading)
         if not leading:
             self.cancel_workers()
+
+
+def _mapping_informers(kube: client.KubeClient, mappings: fpga.Mappings) -> list[informer.Informer]:
+    """AcceleratorFunctions and FpgaRegions of every namespace, fed into ``mappings``.
+
+    Every replica keeps them (not only the leader): each one serves the FPGA Pod mutator.
+    Handlers are added before the informers start, so the first list reaches them.
+    """
+    feeds = (
+        (fpga_api.ACCELERATOR_FUNCTION, mappings.apply_accelerator_function),
+        (fpga_api.FPGA_REGION, mappings.apply_region),
+    )
+    found = []
+    for resource_type, apply in feeds:
+        inf = informer.Informer(
+            kube,
+            resources.Resource.of(
+                resource_type.api_version, resource_type.kind, resource_type.plural
+            ),
+        )
+        inf.add_handler(_feeding(resource_type.kind, apply))
+        found.append(inf)
+    return found
+
+
+def _feeding(kind: str, apply: _Apply) -> informer.Handler:
+    def handle(
+        event: informer.EventType, obj: objects.JsonObject, old: objects.JsonObject | None
+    ) -> None:
+        if event is informer.EventType.RESYNC:
+            return
+        try:
+            apply(obj, deleted=event is informer.EventType.DELETED)
+        except admission_errors.InvalidMapping as error:
+            log.warning(
+                "Ignored FPGA mapping",
+                extra={
+                    "kind": kind,
+                    "namespace": objects.namespace(obj),
+                    "object": objects.name(obj),
+                    "error": str(error),
+                },
+            )
+
+    return handle
+
+
+class _Apply(Protocol):
+    def __call__(self, obj: objects.JsonObject, *, deleted: bool = False) -> None: ...
 
 
 async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:

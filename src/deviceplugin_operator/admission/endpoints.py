@@ -17,6 +17,8 @@ need them; they can then fail closed (``Fail``) without making any other pod cre
 on this operator — the reference used ``Ignore`` and so admitted SGX pods unmutated, without
 their enclave device, whenever it was down.
 
+The pod webhooks' names, paths and conditions are data of the device records
+(``DeviceKind.pod_mutator``), which the manifest generators read too.
 ``REQUESTS_SGX`` and ``REQUESTS_FPGA``, in words: *some container (init containers do not
 count, as the mutators do not look at them) names a resource of the domain, in ``limits`` or
 in ``requests``*. ``has()`` guards each optional field, because reading an absent one is an
@@ -36,26 +38,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from deviceplugin_operator import devices
+from deviceplugin_operator.devices import kind as device_kind
 
 FailurePolicy = Literal["Fail", "Ignore"]
 TIMEOUT_SECONDS = 10
 
-SGX_POD_PATH = "/mutate--v1-pod"
-FPGA_POD_PATH = "/pods"
+
+def _pod_mutator(device: str) -> device_kind.PodMutator:
+    mutator = devices.KINDS[device].pod_mutator
+    if mutator is None:
+        raise LookupError(f"{device} brings no Pod webhook")
+    return mutator
 
 
-def requests_resources_of(domain: str) -> str:
-    """CEL: some container of the pod asks for a ``<domain>/...`` resource."""
-    names = f"r.startsWith('{domain}/')"
-    return (
-        "object.spec.containers.exists(c, has(c.resources) && ("
-        f"(has(c.resources.limits) && c.resources.limits.exists(r, {names})) || "
-        f"(has(c.resources.requests) && c.resources.requests.exists(r, {names}))))"
-    )
-
-
-REQUESTS_SGX = requests_resources_of("sgx.intel.com")
-REQUESTS_FPGA = requests_resources_of("fpga.intel.com")
+SGX_POD_PATH = _pod_mutator("sgx").path
+FPGA_POD_PATH = _pod_mutator("fpga").path
+REQUESTS_SGX = _pod_mutator("sgx").match_expression
+REQUESTS_FPGA = _pod_mutator("fpga").match_expression
 
 
 class Verb(enum.Enum):
@@ -137,27 +136,23 @@ class Webhook:
 
 _PODS = Rule("", "v1", "pods", ("CREATE",))
 
-_POD_WEBHOOKS: Mapping[str, Webhook] = {
-    "sgx": Webhook(
-        name="sgx.mutator.webhooks.intel.com",
-        path=SGX_POD_PATH,
-        verb=Verb.MUTATE_SGX_POD,
-        device="sgx",
+_POD_VERBS: Mapping[str, Verb] = {"sgx": Verb.MUTATE_SGX_POD, "fpga": Verb.MUTATE_FPGA_POD}
+"""Which handler serves the Pod webhook a device brings (``DeviceKind.pod_mutator``)."""
+
+
+def _pod_webhook(kind: devices.DeviceKind[Any]) -> Webhook | None:
+    mutator = kind.pod_mutator
+    if mutator is None:
+        return None
+    return Webhook(
+        name=mutator.webhook,
+        path=mutator.path,
+        verb=_POD_VERBS[kind.name],
+        device=kind.name,
         rule=_PODS,
-        # The reference's: another webhook's change (a sidecar injected) calls it again.
-        reinvocation_policy="IfNeeded",
-        match_conditions=(MatchCondition("requests-sgx-resources", REQUESTS_SGX),),
-    ),
-    "fpga": Webhook(
-        name="fpga.mutator.webhooks.intel.com",
-        path=FPGA_POD_PATH,
-        verb=Verb.MUTATE_FPGA_POD,
-        device="fpga",
-        rule=_PODS,
-        match_conditions=(MatchCondition("requests-fpga-resources", REQUESTS_FPGA),),
-    ),
-}
-"""The pod webhooks a device brings besides its resource's own two."""
+        reinvocation_policy=mutator.reinvocation_policy,
+        match_conditions=(MatchCondition(mutator.match_condition, mutator.match_expression),),
+    )
 
 
 def _resource_webhooks(kind: devices.DeviceKind[Any]) -> tuple[Webhook, Webhook]:
@@ -192,7 +187,7 @@ def webhooks(
     found: list[Webhook] = []
     for name in dict.fromkeys(device_names):
         found += _resource_webhooks(devices.KINDS[name])
-        pod_webhook = _POD_WEBHOOKS.get(name)
+        pod_webhook = _pod_webhook(devices.KINDS[name])
         if pod_webhook is not None:
             found.append(dataclasses.replace(pod_webhook, failure_policy=pod_failure_policy))
     return sorted(found, key=lambda webhook: webhook.name)

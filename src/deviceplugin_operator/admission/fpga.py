@@ -16,7 +16,9 @@ FPGA resources users may ask for and say which resource the device plugin really
 ``Mappings`` holds these per namespace, with a reference count per real resource (an
 *identity*): a pod may also ask for a real resource directly, and may do so in a namespace
 where some mapping leads to it. The AcceleratorFunction and FpgaRegion watchers call
-``add_*``/``remove_*``; the webhook calls ``mutate``. A lock guards the state, so watchers in
+``apply_*`` with the objects as listed or watched (or ``add_*``/``remove_*`` with models); an
+update replaces the name's mapping, releasing the identity it had. The webhook calls
+``mutate``. A lock guards the state, so watchers in
 other threads and the event loop can share one object.
 
 ``mutate`` replaces each requested mapping by its real resource (same amount in limits and
@@ -40,6 +42,8 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from typing import Any
+
+import pydantic
 
 from deviceplugin_operator.admission import errors, resources, review
 from deviceplugin_operator.api import fpga as fpga_api
@@ -170,6 +174,35 @@ class Mappings:
                 state.drop(state.regions, name)
                 self._forget_if_empty(namespace)
 
+    # Objects as the API server sends them --------------------------------------------
+
+    def apply_accelerator_function(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """Bring one AcceleratorFunction from a list or watch into the mappings: a deleted
+        one is forgotten, any other added or replaced. One that cannot be mapped (not a valid
+        object, ids not hexadecimal) takes its name's previous mapping away and raises
+        ``InvalidMapping``: pods then get a denial naming it, not a stale answer."""
+        namespace, name = _identity(obj)
+        if deleted:
+            self.remove_accelerator_function(namespace, name)
+            return
+        try:
+            self.add_accelerator_function(fpga_api.AcceleratorFunction.model_validate(obj))
+        except (pydantic.ValidationError, errors.InvalidMapping) as error:
+            self.remove_accelerator_function(namespace, name)
+            raise errors.InvalidMapping(str(error)) from None
+
+    def apply_region(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """``apply_accelerator_function`` for an FpgaRegion."""
+        namespace, name = _identity(obj)
+        if deleted:
+            self.remove_region(namespace, name)
+            return
+        try:
+            self.add_region(fpga_api.FpgaRegion.model_validate(obj))
+        except pydantic.ValidationError as error:
+            self.remove_region(namespace, name)
+            raise errors.InvalidMapping(str(error)) from None
+
     # Reading ---------------------------------------------------------------------------
 
     def resources(self, namespace: str) -> dict[str, str]:
@@ -212,12 +245,19 @@ class Mappings:
             for index, container in enumerate(containers):
                 if not isinstance(container, Mapping):
                     raise errors.Rejected(f"spec.containers[{index}] must be an object", code=400)
-                ops += _container_ops(state, index, container)
+                ops += _container_ops(state, namespace, index, container)
         return ops
 
 
+def _identity(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
 def _container_ops(
-    state: _Namespace, index: int, container: Mapping[str, Any]
+    state: _Namespace, namespace: str, index: int, container: Mapping[str, Any]
 ) -> list[review.Operation]:
     requested = resources.requested(container, DOMAIN)
     ops: list[review.Operation] = []
@@ -230,7 +270,7 @@ def _container_ops(
         if mapping is None:
             if name in state.identities:
                 continue
-            raise errors.Rejected(f'no such resource: "{name}"')
+            raise errors.Rejected(_unknown(name, namespace))
         if mapping.mode not in (AF, REGION, REGION_DEVEL):
             raise errors.Rejected(
                 f'"{name}" is registered with unknown mode "{mapping.mode}" instead of '
@@ -274,6 +314,17 @@ def _container_ops(
             review.add(review.pointer("spec", "containers", index, "env"), kept + region_env)
         )
     return ops
+
+
+def _unknown(resource: str, namespace: str) -> str:
+    # The reference's words first, then what to do about it.
+    short = resource.removeprefix(DOMAIN + "/")
+    return (
+        f'no such resource: "{resource}": namespace "{namespace}" has no AcceleratorFunction '
+        f'or FpgaRegion named "{short}" ({fpga_api.GROUP}/{fpga_api.VERSION}); create the '
+        "mapping in this namespace (see deployments/operator/samples/mappings-collection.yaml) "
+        "or request a resource the FPGA device plugin advertises"
+    )
 
 
 def _reserved(variable: Any) -> bool:

@@ -255,7 +255,9 @@ class AdmissionServer:
 
     ``kinds`` are the enabled device kinds (records of ``devices.KINDS``); SGX brings the SGX
     Pod mutator and FPGA the FPGA Pod mutator, which reads ``fpga_mappings`` (one is made when
-    not given: feed it from the AcceleratorFunction and FpgaRegion watchers).
+    not given: feed it from the AcceleratorFunction and FpgaRegion watchers). Until
+    ``fpga_loaded`` says they are complete (their first lists are in), FPGA pods are refused
+    with a message to retry, never judged against a partial set of mappings.
     ``context_provider`` gathers what validation warnings need (see ``context_provider()``).
     """
 
@@ -265,6 +267,7 @@ class AdmissionServer:
         *,
         context_provider: ContextProvider | None = None,
         fpga_mappings: fpga.Mappings | None = None,
+        fpga_loaded: Callable[[], bool] | None = None,
         pod_failure_policy: endpoints.FailurePolicy = "Fail",
         max_body: int = MAX_BODY,
         context_timeout: float = CONTEXT_TIMEOUT,
@@ -275,6 +278,7 @@ class AdmissionServer:
         self._by_path = {webhook.path: webhook for webhook in self.webhooks}
         self.context_provider = context_provider or _no_context
         self.fpga_mappings = fpga_mappings if fpga_mappings is not None else fpga.Mappings()
+        self.fpga_loaded = fpga_loaded or (lambda: True)
         self.max_body = max_body
         self.context_timeout = context_timeout
         self.calls = 0
@@ -423,6 +427,14 @@ class AdmissionServer:
         self._pod_under_review(request)
         if request.operation != "CREATE" or request.object is None:
             return review.allowed(request.uid)
+        if not self.fpga_loaded():
+            # A denial, not an error: kubectl shows it, and a controller creating the pod
+            # (Job, ReplicaSet) retries.
+            raise errors.Rejected(
+                "the FPGA resource mappings (AcceleratorFunctions, FpgaRegions) are still "
+                "being loaded; retry in a moment",
+                code=503,
+            )
         patch = self.fpga_mappings.mutate(request.object, request.namespace)
         if patch:
             log.info("Mutated FPGA Pod", extra={"namespace": request.namespace, "uid": request.uid})

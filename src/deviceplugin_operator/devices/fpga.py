@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from deviceplugin_operator.api import fpga as fpga_api
 from deviceplugin_operator.api import plugin
 from deviceplugin_operator.devices import kind, podspec
 
@@ -40,4 +41,10 @@ KIND = kind.DeviceKind(
     init_image="intel-fpga-initcontainer",
     plugin_args=_args,
     customize_pod=_init_container,
+    pod_mutator=kind.PodMutator(
+        webhook="fpga.mutator.webhooks.intel.com",
+        path="/pods",
+        resource_domain="fpga.intel.com",
+        reads=(fpga_api.ACCELERATOR_FUNCTION, fpga_api.FPGA_REGION),
+    ),
 )

@@ -13,7 +13,7 @@ import functools
 import importlib.resources
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 
@@ -47,6 +47,48 @@ def _template(name: str) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class PodMutator:
+    """A Pod admission webhook that a device brings besides its resource's own two.
+
+    Both the admission server (its route) and the manifest generators (its entry in the
+    MutatingWebhookConfiguration) read this record, so the two cannot disagree.
+    """
+
+    webhook: str
+    """Name of the webhook entry, e.g. ``sgx.mutator.webhooks.intel.com``."""
+
+    path: str
+    """URL path the admission server serves it at (the reference's)."""
+
+    resource_domain: str
+    """Prefix of the extended resources it acts on, e.g. ``sgx.intel.com``: only pods whose
+    containers ask for one of them are sent to it."""
+
+    reinvocation_policy: Literal["Never", "IfNeeded"] | None = None
+
+    reads: tuple[meta.ResourceType, ...] = ()
+    """Resources it reads in every namespace (RBAC get/list/watch; informers in the manager)."""
+
+    @property
+    def match_condition(self) -> str:
+        """The name of its CEL ``matchConditions`` entry."""
+        return f"requests-{self.resource_domain.split('.', 1)[0]}-resources"
+
+    @property
+    def match_expression(self) -> str:
+        """CEL: some container (not init container: the mutators do not look at those) names
+        a ``<resource_domain>/...`` resource in ``limits`` or ``requests``. ``has()`` guards
+        each optional field, as reading an absent one is an evaluation error, which the API
+        server would treat as the failure policy says."""
+        names = f"r.startsWith('{self.resource_domain}/')"
+        return (
+            "object.spec.containers.exists(c, has(c.resources) && ("
+            f"(has(c.resources.limits) && c.resources.limits.exists(r, {names})) || "
+            f"(has(c.resources.requests) && c.resources.requests.exists(r, {names}))))"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class DeviceKind(Generic[SpecT]):
     """One ``deviceplugin.intel.com/v1`` kind and how to render its DaemonSet."""
 
@@ -75,6 +117,9 @@ class DeviceKind(Generic[SpecT]):
 
     required_node_selector: Mapping[str, str] = dataclasses.field(default_factory=_no_selector)
     """Labels added to a user's nodeSelector unless the user set those keys."""
+
+    pod_mutator: PodMutator | None = None
+    """The Pod webhook the device brings (SGX, FPGA), or None."""
 
     def __post_init__(self) -> None:
         has_init_field = issubclass(self.spec, plugin.DevicePluginSpecWithInitImage)

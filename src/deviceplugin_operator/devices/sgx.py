@@ -53,4 +53,11 @@ KIND = kind.DeviceKind(
     init_image="intel-sgx-initcontainer",
     plugin_args=_args,
     customize_pod=_nfd_hook,
+    pod_mutator=kind.PodMutator(
+        webhook="sgx.mutator.webhooks.intel.com",
+        path="/mutate--v1-pod",
+        resource_domain="sgx.intel.com",
+        # The reference's: another webhook's change (a sidecar injected) calls it again.
+        reinvocation_policy="IfNeeded",
+    ),
 )

@@ -6,7 +6,8 @@ Least privilege, each rule for a request the operator makes:
   operator never writes a spec) and their ``/status`` patched; ``/finalizers`` update only
   because the DaemonSets' owner reference sets ``blockOwnerDeletion``, which the
   OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift) checks against it;
-  the FPGA mappings read; Events created (those of cluster-scoped resources live in
+  with FPGA its mappings (AcceleratorFunctions, FpgaRegions) read in every namespace, for the
+  FPGA Pod mutator; Events created (those of cluster-scoped resources live in
   ``default``); and only the operator's own two webhook configurations, by name, read and
   patched for the self-managed CA bundle.
 * Role ``manager-role`` in the operator namespace, which is the plugin namespace of the
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from deviceplugin_operator import devices
-from deviceplugin_operator.api import fpga, plugin
+from deviceplugin_operator.api import plugin
 from deviceplugin_operator.manifests import rendering, webhooks
 
 ROLE = "rbac/role.yaml"
@@ -73,10 +74,15 @@ def cluster_rules(
     kinds: Iterable[devices.DeviceKind[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Rules of the ClusterRole for ``kinds`` (default: all): their resources, Events, the
-    webhook configurations, and the FPGA mappings (read-only, for the FPGA Pod mutator)."""
+    webhook configurations, and what their Pod mutators read in every namespace (with FPGA:
+    AcceleratorFunctions and FpgaRegions, read-only)."""
     chosen = list(devices.KINDS.values() if kinds is None else kinds)
     group = plugin.GROUP
     plurals = [kind.plural for kind in chosen]
+    read: dict[str, set[str]] = {}
+    for kind in chosen:
+        for resource in kind.pod_mutator.reads if kind.pod_mutator else ():
+            read.setdefault(resource.group, set()).add(resource.plural)
     return [
         rule("", ["events"], ["create", "patch"]),
         *(
@@ -86,7 +92,7 @@ def cluster_rules(
         rule(group, plurals, READ),
         rule(group, [f"{plural}/finalizers" for plural in plurals], ["update"]),
         rule(group, [f"{plural}/status" for plural in plurals], WRITE_NAMED),
-        rule(fpga.GROUP, [fpga.ACCELERATOR_FUNCTION.plural, fpga.FPGA_REGION.plural], READ),
+        *(rule(api_group, read[api_group], READ) for api_group in sorted(read)),
     ]
 
 

@@ -121,6 +121,16 @@ def test_match_conditions_test_containers_limits_and_requests_with_guards() -> N
         assert "initContainers" not in expression
 
 
-def test_the_generated_manifests_use_the_same_sgx_condition() -> None:
-    # The condition the envtest checked against a real API server.
-    assert endpoints.REQUESTS_SGX == manifest_webhooks.SGX_POD_MATCH
+@pytest.mark.parametrize("chosen", [ALL, *([dev] for dev in ALL)], ids=["all", *ALL])
+def test_the_generated_configurations_are_the_served_webhooks(chosen: list[str]) -> None:
+    # The routes and the manifests both come from the device records: same names, paths,
+    # policies and CEL conditions (the ones the envtest checks against a real API server).
+    mutating, validating = manifest_webhooks.configurations(devices.KINDS[d] for d in chosen)
+    served = endpoints.webhooks(chosen)
+    for configuration, mutates in ((mutating, True), (validating, False)):
+        expected = [
+            w.registration(manifest_webhooks.service_client_config(w.path))
+            for w in served
+            if w.mutating == mutates
+        ]
+        assert configuration["webhooks"] == expected

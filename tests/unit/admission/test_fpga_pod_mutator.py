@@ -259,7 +259,12 @@ def test_p12_limits_only_or_requests_only_is_refused(field: str) -> None:
 def test_p13_an_unknown_resource_is_refused() -> None:
     with pytest.raises(errors.Rejected) as raised:
         ops_for(orchestrated_pair(), container({"fpga.intel.com/unknown-nlb0": 1}))
-    assert raised.value.message == 'no such resource: "fpga.intel.com/unknown-nlb0"'
+    message = raised.value.message
+    assert message.startswith('no such resource: "fpga.intel.com/unknown-nlb0": ')
+    assert f'namespace "{NS}" has no AcceleratorFunction or FpgaRegion named "unknown-nlb0"' in (
+        message
+    )
+    assert "mappings-collection.yaml" in message
 
 
 def test_p14_a_fractional_quantity_is_refused() -> None:
@@ -390,6 +395,70 @@ def test_mappings_are_safe_to_share_between_threads() -> None:
     assert sizes(mappings) == (0, 0)
 
 
+# Objects as listed and watched (what the manager's informers feed) ------------------------
+
+
+def function_object(name: str, namespace: str = NS, **spec: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "fpga.intel.com/v2",
+        "kind": "AcceleratorFunction",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "7", "uid": "u"},
+        "spec": {"afuId": AFU_NLB0, "interfaceId": IFACE_A10, "mode": "af", **spec},
+    }
+
+
+def region_object(name: str, namespace: str = NS, iface: str = IFACE_A10) -> dict[str, Any]:
+    return {
+        "apiVersion": "fpga.intel.com/v2",
+        "kind": "FpgaRegion",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"interfaceId": iface},
+    }
+
+
+def test_applied_objects_are_added_replaced_and_deleted() -> None:
+    mappings = fpga.Mappings()
+    mappings.apply_accelerator_function(function_object("f"))
+    mappings.apply_region(region_object("r", namespace="other"))
+    assert mappings.resources(NS) == {"fpga.intel.com/f": AF_NLB0}
+    assert mappings.resources("other") == {"fpga.intel.com/r": REGION_A10}
+
+    mappings.apply_accelerator_function(function_object("f", mode="region"))
+    assert mappings.resources(NS) == {"fpga.intel.com/f": REGION_A10}
+    assert mappings.identities(NS) == {REGION_A10: 1}  # the af identity was released
+
+    mappings.apply_accelerator_function(function_object("f"), deleted=True)
+    mappings.apply_region(region_object("r", namespace="other"), deleted=True)
+    assert sizes(mappings) == sizes(mappings, "other") == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        function_object("f", afuId="d8424dc4a"),  # odd length: not bytes
+        function_object("f", mode="bogus"),
+        {"metadata": {"name": "f", "namespace": NS}, "spec": {}},
+    ],
+)
+def test_an_object_that_cannot_be_mapped_takes_its_old_mapping_away(bad: dict[str, Any]) -> None:
+    mappings = fpga.Mappings()
+    mappings.apply_accelerator_function(function_object("f"))
+    mappings.apply_accelerator_function(function_object("g"))
+    with pytest.raises(errors.InvalidMapping):
+        mappings.apply_accelerator_function(bad)
+    # A pod asking for "f" is told it does not exist, not given what "f" used to say.
+    assert mappings.resources(NS) == {"fpga.intel.com/g": AF_NLB0}
+    assert mappings.identities(NS) == {AF_NLB0: 1}
+
+
+def test_a_region_that_cannot_be_mapped_takes_its_old_mapping_away() -> None:
+    mappings = fpga.Mappings()
+    mappings.apply_region(region_object("r"))
+    with pytest.raises(errors.InvalidMapping):
+        mappings.apply_region(region_object("r", iface="XYZ"))
+    assert sizes(mappings) == (0, 0)
+
+
 # The e2e examples (§6.6) with the repository's mappings sample -----------------------------
 
 
@@ -499,6 +568,21 @@ async def test_m4_a_pod_asking_for_a_region_is_patched(fpga_server: server.Admis
     assert response.patch_type == "JSONPatch"
     assert response.patch is not None
     assert len(review.decode(response.patch)) == 4
+
+
+async def test_pods_wait_for_the_mappings_to_be_loaded() -> None:
+    loaded = False
+    admission = server.AdmissionServer([devices.KINDS["fpga"]], fpga_loaded=lambda: loaded)
+    admission.fpga_mappings.add_region(region("arria10"))
+    body = pod(container({"fpga.intel.com/arria10": 1}))
+    response = await answer(admission, resource=POD_RESOURCE, object=body)
+    assert not response.allowed
+    assert response.status is not None
+    assert response.status.code == 503
+    assert "still being loaded; retry" in response.status.message
+    loaded = True
+    response = await answer(admission, resource=POD_RESOURCE, object=body)
+    assert response.allowed
 
 
 async def test_m5_limits_only_is_denied(fpga_server: server.AdmissionServer) -> None:

@@ -94,6 +94,14 @@ def test_fpga_mappings_are_read_only(cluster_rules: list[dict[str, Any]]) -> Non
         assert verbs(cluster_rules, fpga.GROUP, resource) == {"get", "list", "watch"}
 
 
+@pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
+def test_fpga_mappings_are_read_only_with_fpga(kind: devices.DeviceKind[Any]) -> None:
+    rules = rbac.cluster_rules([kind])
+    for resource in (fpga.ACCELERATOR_FUNCTION.plural, fpga.FPGA_REGION.plural):
+        expected = {"get", "list", "watch"} if kind.name == "fpga" else set()
+        assert verbs(rules, fpga.GROUP, resource) == expected
+
+
 def test_only_the_operators_own_webhook_configurations_are_written(
     cluster_rules: list[dict[str, Any]],
 ) -> None:
