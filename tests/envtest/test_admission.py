@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import pathlib
 import ssl
 import uuid
@@ -22,8 +23,9 @@ import yaml
 
 from clusters import TestCluster
 from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator.controller import backoff
 from deviceplugin_operator.kube import client
-from deviceplugin_operator.manifests import webhooks
+from deviceplugin_operator.manifests import rbac, webhooks
 from localcluster import processes
 from polling import eventually_async
 
@@ -461,3 +463,337 @@ async def test_sgx_pods_are_mutated_and_other_pods_never_reach_the_webhook(
     assert await created(plain)
     assert webhooked.manager.admission.calls == before  # matchConditions kept it away
     await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+
+
+# The FPGA Pod mutator (spec §3.6, §4.10, §6.6) ----------------------------------------------
+
+MAPPINGS = SAMPLES / "mappings-collection.yaml"
+IFACE_A10 = "ce48969398f05f33946d560708be108a"
+AFU_NLB0 = "d8424dc4a4a3c413f89e433683f9040b"
+REGION_A10 = f"fpga.intel.com/region-{IFACE_A10}"
+AF_D5005_NLB3 = "fpga.intel.com/af-bfa.f7d.v6xNhR7oVv6MlYZc4buqLfffQFy9es9yIvFEsLk6zRg"
+AF_A10_NLB0 = "fpga.intel.com/af-ce4.d84.zkiWk5jwXzOUbVYHCL4QithCTcSko8QT-J5DNoP5BAs"
+ORCHESTRATED = "fpga.intel.com/arria10.dcp1.0-nlb0-orchestrated"
+FPGA_WEBHOOK = "fpga.mutator.webhooks.intel.com"
+
+
+def fpga_container(name: str, requests: dict[str, int], **fields: Any) -> dict[str, Any]:
+    amounts = {resource: str(amount) for resource, amount in requests.items()}
+    return {
+        "name": name,
+        "image": "example.invalid/x:1",
+        "resources": {"limits": dict(amounts), "requests": dict(amounts)},
+        **fields,
+    }
+
+
+def plain_pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": list(containers), **spec},
+    }
+
+
+async def new_namespace(cluster: TestCluster, prefix: str) -> str:
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await kubectl(cluster, "create", "namespace", namespace)
+    await kubectl(cluster, "create", "serviceaccount", "default", "-n", namespace, check=False)
+    return namespace
+
+
+async def create_pod(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> Any:
+    return await kubectl(
+        cluster, "create", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fpga_namespace(cluster: TestCluster, webhooked: Webhooked) -> AsyncIterator[str]:
+    """A namespace holding the reference's mappings sample, known to the operator."""
+    namespace = await new_namespace(cluster, "fpga")
+    await kubectl(cluster, "apply", "-n", namespace, "-f", str(MAPPINGS))
+    expected = sum(1 for doc in yaml.safe_load_all(MAPPINGS.read_text()) if doc and "spec" in doc)
+
+    async def known() -> bool:
+        return len(webhooked.manager.fpga_mappings.resources(namespace)) == expected
+
+    await eventually_async(known, timeout=30, what="the mappings to reach the operator")
+    yield namespace
+    await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+
+
+async def test_fpga_pods_are_mutated_from_the_mappings_of_their_namespace(
+    cluster: TestCluster, webhooked: Webhooked, fpga_namespace: str
+) -> None:
+    """§6.6: each e2e example, one per container (modes cannot mix in one container)."""
+    calls = webhooked.manager.admission.calls
+    body = plain_pod(
+        "fpga-e2e",
+        fpga_container("preprogrammed", {"fpga.intel.com/d5005-nlb3-preprogrammed": 1}),
+        fpga_container(
+            "orchestrated",
+            {ORCHESTRATED: 2},
+            env=[
+                {"name": "KEEP", "value": "me"},
+                {"name": "FPGA_REGION_9", "value": "user-set, dropped"},
+                {"name": "FROM_FIELD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            ],
+        ),
+        fpga_container("devel", {"fpga.intel.com/arria10.dcp1.0": 1}),
+        {"name": "plain", "image": "example.invalid/x:1"},
+    )
+    completed = await create_pod(cluster, fpga_namespace, body)
+    assert completed.returncode == 0, completed.stderr
+    stored = await kubectl_json(cluster, "get", "pod", "fpga-e2e", "-n", fpga_namespace)
+    preprogrammed, orchestrated, devel, plain = stored["spec"]["containers"]
+    for container, resources in (
+        (preprogrammed, {AF_D5005_NLB3: "1"}),
+        (orchestrated, {REGION_A10: "2"}),
+        (devel, {REGION_A10: "1"}),
+    ):
+        assert container["resources"] == {"limits": resources, "requests": resources}
+    assert "env" not in preprogrammed
+    assert "env" not in devel
+    assert orchestrated["env"] == [
+        {"name": "KEEP", "value": "me"},
+        {
+            "name": "FROM_FIELD",
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        },
+        {"name": "FPGA_REGION_1", "value": IFACE_A10},
+        {"name": "FPGA_AFU_1", "value": AFU_NLB0},
+        {"name": "FPGA_REGION_2", "value": IFACE_A10},
+        {"name": "FPGA_AFU_2", "value": AFU_NLB0},
+    ]
+    assert plain.get("resources") in (None, {})
+    assert webhooked.manager.admission.calls == calls + 1
+
+
+async def test_fpga_pods_in_a_namespace_without_mappings_are_denied(
+    cluster: TestCluster, webhooked: Webhooked, fpga_namespace: str
+) -> None:
+    """§6.6: the mappings of another namespace do not apply; the message says what to do."""
+    namespace = await new_namespace(cluster, "nofpga")
+    completed = await create_pod(
+        cluster, namespace, plain_pod("denied", fpga_container("c", {ORCHESTRATED: 1}))
+    )
+    assert completed.returncode != 0
+    assert (
+        f'admission webhook "{FPGA_WEBHOOK}" denied the request: no such resource: '
+        f'"{ORCHESTRATED}": namespace "{namespace}" has no AcceleratorFunction or FpgaRegion '
+        f'named "arria10.dcp1.0-nlb0-orchestrated"'
+    ) in completed.stderr
+    assert "mappings-collection.yaml" in completed.stderr
+    missing = await kubectl(cluster, "get", "pod", "denied", "-n", namespace, check=False)
+    assert missing.returncode != 0
+    await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+
+
+async def test_updated_and_deleted_mappings_reach_the_next_pods(
+    cluster: TestCluster, webhooked: Webhooked, fpga_namespace: str
+) -> None:
+    """The informers keep the mappings current: no restart, no stale answer."""
+    mappings = webhooked.manager.fpga_mappings
+    patch = '{"spec": {"mode": "af"}}'
+    name = ORCHESTRATED.removeprefix("fpga.intel.com/")
+    await kubectl(cluster, "patch", "af", name, "-n", fpga_namespace, "--type=merge", "-p", patch)
+
+    async def updated() -> bool:
+        return mappings.resources(fpga_namespace).get(ORCHESTRATED) == AF_A10_NLB0
+
+    await eventually_async(updated, timeout=30, what="the update to reach the mappings")
+    pod = plain_pod("after-update", fpga_container("c", {ORCHESTRATED: 1}))
+    completed = await create_pod(cluster, fpga_namespace, pod)
+    assert completed.returncode == 0, completed.stderr
+    stored = await kubectl_json(cluster, "get", "pod", "after-update", "-n", fpga_namespace)
+    (container,) = stored["spec"]["containers"]
+    assert container["resources"]["limits"] == {AF_A10_NLB0: "1"}
+    assert "env" not in container  # af mode: nothing to program
+
+    await kubectl(cluster, "delete", "af", name, "-n", fpga_namespace)
+
+    async def deleted() -> bool:
+        return ORCHESTRATED not in mappings.resources(fpga_namespace)
+
+    await eventually_async(deleted, timeout=30, what="the deletion to reach the mappings")
+    pod = plain_pod("after-delete", fpga_container("c", {ORCHESTRATED: 1}))
+    completed = await create_pod(cluster, fpga_namespace, pod)
+    assert completed.returncode != 0
+    assert f'no such resource: "{ORCHESTRATED}"' in completed.stderr
+    # The other mappings of the namespace are untouched.
+    pod = plain_pod("region-still", fpga_container("c", {"fpga.intel.com/arria10.dcp1.0": 1}))
+    completed = await create_pod(cluster, fpga_namespace, pod)
+    assert completed.returncode == 0, completed.stderr
+
+
+async def test_pods_without_fpga_resources_never_reach_the_fpga_webhook(
+    cluster: TestCluster, webhooked: Webhooked, fpga_namespace: str
+) -> None:
+    """The CEL matchCondition keeps every other pod away (the apiserver compiled it when the
+    configuration was created); init containers are not mutated, so not matched either."""
+    before = webhooked.manager.admission.calls
+    others = [
+        plain_pod("no-resources", {"name": "c", "image": "example.invalid/x:1"}),
+        plain_pod(
+            "cpu-only",
+            fpga_container("c", {}) | {"resources": {"limits": {"cpu": "100m"}}},
+        ),
+        plain_pod("other-domain", fpga_container("c", {"example.com/fpga.intel.com": 1})),
+        plain_pod(
+            "init-only",
+            {"name": "c", "image": "example.invalid/x:1"},
+            initContainers=[fpga_container("init", {"fpga.intel.com/arria10.dcp1.0": 1})],
+        ),
+    ]
+    for body in others:
+        completed = await create_pod(cluster, fpga_namespace, body)
+        assert completed.returncode == 0, completed.stderr
+    assert webhooked.manager.admission.calls == before
+    stored = await kubectl_json(cluster, "get", "pod", "init-only", "-n", fpga_namespace)
+    limits = stored["spec"]["initContainers"][0]["resources"]["limits"]
+    assert limits == {"fpga.intel.com/arria10.dcp1.0": "1"}  # as the reference: unmutated
+
+    completed = await create_pod(
+        cluster, fpga_namespace, plain_pod("requests-one", fpga_container("c", {REGION_A10: 1}))
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert webhooked.manager.admission.calls == before + 1  # a real resource is still checked
+
+
+async def test_the_fpga_webhook_gets_the_ca_bundle(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    configuration = await kubectl_json(
+        cluster, "get", "mutatingwebhookconfiguration", PREFIX + webhooks.MUTATING_NAME
+    )
+    (hook,) = (h for h in configuration["webhooks"] if h["name"] == FPGA_WEBHOOK)
+    secret = await kubectl_json(cluster, "get", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert hook["clientConfig"]["url"].endswith("/pods")
+    assert hook["failurePolicy"] == "Fail"
+    assert [c["name"] for c in hook["matchConditions"]] == ["requests-fpga-resources"]
+
+
+async def test_readiness_waits_for_the_mappings_to_be_listed(
+    cluster: TestCluster,
+    webhooked: Webhooked,
+    tmp_path: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An FPGA operator that cannot list AcceleratorFunctions yet is not ready (no pod may be
+    judged against half of the mappings); it becomes ready once it can. Run as an account
+    with the generated RBAC, so that the FpgaRegion watch proves the rules sufficient."""
+    account = "fpga-readiness"
+    role = PREFIX + account
+    await kubectl(cluster, "create", "serviceaccount", account, "-n", OPERATOR_NAMESPACE)
+    fpga_kind = devices.KINDS["fpga"]
+    full = rbac.cluster_rules([fpga_kind]) + rbac.namespaced_rules()
+    without_functions = [
+        r | {"resources": [x for x in r["resources"] if x != "acceleratorfunctions"]} for r in full
+    ]
+    assert without_functions != full
+
+    async def set_rules(rules: list[dict[str, Any]]) -> None:
+        body = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": rules,
+        }
+        await kubectl(cluster, "apply", "-f", "-", input=json.dumps(body))
+
+    await set_rules(without_functions)
+    await kubectl(
+        cluster,
+        "create",
+        "clusterrolebinding",
+        role,
+        f"--clusterrole={role}",
+        f"--serviceaccount={OPERATOR_NAMESPACE}:{account}",
+    )
+    token = (
+        await kubectl(
+            cluster, "create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=1h"
+        )
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]
+    kubeconfig = tmp_path / "account.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [server],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [
+                    {"name": account, "context": {"cluster": server["name"], "user": account}}
+                ],
+                "current-context": account,
+            }
+        )
+    )
+    caplog.set_level(logging.WARNING, logger="deviceplugin_operator.controller.informer")
+    kube = await client.connect(kubeconfig)
+    config = settings.Settings(plugin_namespace=OPERATOR_NAMESPACE, devices=("fpga",))
+    options = manager.Options(health_probe_bind_address="127.0.0.1:0", webhook_port=0)
+    mgr = manager.Manager(config, options, kube)
+    functions, regions = mgr.mapping_informers
+    functions.retry = backoff.Backoff(initial=0.2, cap=0.5)
+    try:
+        await mgr.serve()
+        readyz = f"http://127.0.0.1:{mgr.probes.port}/readyz"
+        for inf in (mgr.daemonsets, mgr.pods, regions, *mgr.plugin_informers):
+            await asyncio.wait_for(inf.wait_synced(), timeout=30)
+
+        async def refused_twice() -> bool:
+            failures = [
+                r
+                for r in caplog.records
+                if r.getMessage() == "List failed"
+                and str(r.__dict__.get("resource", "")).startswith("acceleratorfunctions")
+            ]
+            return len(failures) >= 2
+
+        # Refused more than once, not merely not tried yet.
+        await eventually_async(refused_twice, timeout=30, what="the list to be refused")
+        assert not functions.synced
+        status, body = await asyncio.to_thread(_get, readyz)
+        assert status == 500
+        assert "informers-synced" in body
+        assert not mgr.admission.fpga_loaded()
+
+        await set_rules(full)
+
+        async def ready() -> bool:
+            return (await asyncio.to_thread(_get, readyz))[0] == 200
+
+        await eventually_async(ready, timeout=30, what="readiness once the list is allowed")
+        assert mgr.admission.fpga_loaded()
+    finally:
+        await mgr.stop()
+        await kube.close()
+        await kubectl(cluster, "delete", "clusterrolebinding", role, "--ignore-not-found")
+        await kubectl(cluster, "delete", "clusterrole", role, "--ignore-not-found")
+        await kubectl(
+            cluster,
+            "delete",
+            "serviceaccount",
+            account,
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--ignore-not-found",
+        )
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
