@@ -3,7 +3,9 @@ metrics, admission webhooks and leader election.
 
 What is watched is only what is ours: the resources of the enabled kinds, and DaemonSets and
 Pods only in the plugin namespace and only with the ``app: intel-<dev>-plugin`` labels (a
-server-side label selector), so memory does not grow with unrelated Pods in the cluster.
+server-side label selector), so memory does not grow with unrelated Pods in the cluster. With
+FPGA, the AcceleratorFunctions and FpgaRegions of every namespace (small objects that users
+create for the FPGA Pod mutator) feed its mappings; /readyz waits for their first lists too.
 
 Events on a DaemonSet or a Pod are mapped to the resource that controls it and queue that
 resource's name; a periodic resync re-queues every resource (level-triggered, no API call).

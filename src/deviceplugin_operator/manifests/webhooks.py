@@ -33,7 +33,10 @@ for the device's resources, so no other pod waits on this operator, and those po
 refused while it is down than admitted unmutated: an SGX pod without its enclave device; an
 FPGA pod still asking for the user-facing name (``fpga.intel.com/<function>``), which no node
 advertises, so that it stays Pending with no hint why (the reference denies such a pod in a
-namespace without mappings anyway)."""
+namespace without mappings anyway). There is no namespaceSelector excluding the operator's own
+namespace: the condition already keeps every pod asking for none of these resources away (the
+operator's and the plugins' included), so it cannot deadlock its own start, and an exclusion
+would only let such pods through unmutated there."""
 
 
 def service_client_config(path: str) -> dict[str, Any]:
