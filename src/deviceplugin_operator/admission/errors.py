@@ -7,7 +7,8 @@
     │                     400 when the object itself could not be read)
     ├── MalformedReview   the HTTP body is not an AdmissionReview v1: HTTP 400, no review
     └── InvalidMapping    an AcceleratorFunction or FpgaRegion cannot be mapped to a
-                          resource (its reconcile fails; pods asking for it are denied)
+                          resource (the watcher logs it and drops the name's mapping;
+                          pods asking for it are denied)
 
 Pure functions raise these and nothing else for bad input; anything else escaping them is a
 bug, which the server logs and turns into a denial.
