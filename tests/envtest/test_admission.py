@@ -57,7 +57,9 @@ async def webhooked(
     def url(path: str) -> dict[str, Any]:
         return {"url": f"https://127.0.0.1:{port}{path}"}
 
-    for configuration in webhooks.configurations(devices.KINDS.values(), url, prefix=PREFIX):
+    for configuration in webhooks.configurations(
+        devices.KINDS.values(), url, prefix=PREFIX, operator_namespace=OPERATOR_NAMESPACE
+    ):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(configuration))
     kube = await client.connect(cluster.kubeconfig)
     options = manager.Options(
@@ -463,6 +465,46 @@ async def test_sgx_pods_are_mutated_and_other_pods_never_reach_the_webhook(
     assert await created(plain)
     assert webhooked.manager.admission.calls == before  # matchConditions kept it away
     await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+
+
+async def test_pods_in_the_operators_namespace_never_reach_the_pod_mutators(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    """namespaceSelector: nothing in the operator's namespace waits on the operator."""
+    await kubectl(
+        cluster, "create", "serviceaccount", "default", "-n", OPERATOR_NAMESPACE, check=False
+    )
+    before = webhooked.manager.admission.calls
+    pod = sgx_pod(f"own-{uuid.uuid4().hex[:6]}", ["test"], "aesmd")
+    fpga_limits = {"fpga.intel.com/arria10.dcp1.2-nlb0-orchestrated": "1"}
+    pod["spec"]["containers"].append(
+        {
+            "name": "fpga",
+            "image": "example.invalid/x:1",
+            "resources": {"limits": fpga_limits, "requests": dict(fpga_limits)},
+        }
+    )
+
+    async def created() -> bool:
+        done = await kubectl(
+            cluster,
+            "create",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-f",
+            "-",
+            input=json.dumps(pod),
+            check=False,
+        )
+        return bool(done.returncode == 0)
+
+    await eventually_async(created, timeout=30, what="the pod to be admitted")
+    stored = await kubectl_json(
+        cluster, "get", "pod", pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE
+    )
+    assert stored["spec"]["containers"][0]["resources"]["limits"] == {"sgx.intel.com/epc": "1Mi"}
+    assert webhooked.manager.admission.calls == before
+    await kubectl(cluster, "delete", "pod", pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE)
 
 
 # The FPGA Pod mutator (spec §3.6, §4.10, §6.6) ----------------------------------------------

@@ -33,10 +33,17 @@ for the device's resources, so no other pod waits on this operator, and those po
 refused while it is down than admitted unmutated: an SGX pod without its enclave device; an
 FPGA pod still asking for the user-facing name (``fpga.intel.com/<function>``), which no node
 advertises, so that it stays Pending with no hint why (the reference denies such a pod in a
-namespace without mappings anyway). There is no namespaceSelector excluding the operator's own
-namespace: the condition already keeps every pod asking for none of these resources away (the
-operator's and the plugins' included), so it cannot deadlock its own start, and an exclusion
-would only let such pods through unmutated there."""
+namespace without mappings anyway).
+
+The Pod mutators also carry a ``namespaceSelector`` leaving out the operator's own namespace
+(``kubernetes.io/metadata.name NotIn [<namespace>]``), so that nothing running there (the
+operator, and in the default install the plugins) ever waits on the operator, whatever a pod
+asks for. The generated manifests name the kustomize placeholder namespace ``system``;
+``default/kustomization.yaml`` replaces it with the install namespace, the Helm chart with the
+release namespace."""
+
+OPERATOR_NAMESPACE_PLACEHOLDER = "system"
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 
 
 def service_client_config(path: str) -> dict[str, Any]:
@@ -65,7 +72,9 @@ def _webhook(
     }
 
 
-def _pod_webhook(mutator: device_kind.PodMutator, client_config: ClientConfig) -> dict[str, Any]:
+def _pod_webhook(
+    mutator: device_kind.PodMutator, client_config: ClientConfig, operator_namespace: str
+) -> dict[str, Any]:
     hook: dict[str, Any] = {
         "admissionReviewVersions": ["v1"],
         "clientConfig": client_config(mutator.path),
@@ -74,6 +83,11 @@ def _pod_webhook(mutator: device_kind.PodMutator, client_config: ClientConfig) -
             {"name": mutator.match_condition, "expression": mutator.match_expression}
         ],
         "name": mutator.webhook,
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": NAMESPACE_LABEL, "operator": "NotIn", "values": [operator_namespace]}
+            ]
+        },
     }
     if mutator.reinvocation_policy is not None:
         hook["reinvocationPolicy"] = mutator.reinvocation_policy
@@ -97,14 +111,18 @@ def configurations(
     client_config: ClientConfig = service_client_config,
     *,
     prefix: str = "",
+    operator_namespace: str = OPERATOR_NAMESPACE_PLACEHOLDER,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(MutatingWebhookConfiguration, ValidatingWebhookConfiguration) for ``kinds``."""
+    """(MutatingWebhookConfiguration, ValidatingWebhookConfiguration) for ``kinds``.
+
+    ``operator_namespace`` is left out of the Pod mutators' scope.
+    """
     chosen = sorted(kinds, key=lambda kind: kind.name)
     mutating_hooks = [
         _webhook(f"m{kind.singular}.kb.io", kind.mutate_path, kind, client_config)
         for kind in chosen
     ] + [
-        _pod_webhook(kind.pod_mutator, client_config)
+        _pod_webhook(kind.pod_mutator, client_config, operator_namespace)
         for kind in chosen
         if kind.pod_mutator is not None
     ]

@@ -108,3 +108,18 @@ def test_a_url_client_config_and_prefix_reach_every_entry() -> None:
     assert validating["metadata"]["name"] == "p-" + webhooks.VALIDATING_NAME
     urls = {h["name"]: h["clientConfig"]["url"] for h in mutating["webhooks"]}
     assert urls["fpga.mutator.webhooks.intel.com"] == "https://127.0.0.1:9443/pods"
+
+
+@pytest.mark.parametrize("device", sorted(POD_MUTATORS))
+def test_pod_mutators_leave_out_the_operators_namespace(device: str) -> None:
+    selector = {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["system"]}
+        ]
+    }
+    assert pod_hook(device)["namespaceSelector"] == selector
+    mutating, _ = webhooks.configurations([devices.KINDS[device]], operator_namespace="ops")
+    (hook,) = (h for h in mutating["webhooks"] if h["name"] == POD_MUTATORS[device])
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["ops"]
+    kind_hooks = [h for h in mutating["webhooks"] if h["name"] != POD_MUTATORS[device]]
+    assert all("namespaceSelector" not in h for h in kind_hooks)
