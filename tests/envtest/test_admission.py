@@ -467,6 +467,58 @@ async def test_sgx_pods_are_mutated_and_other_pods_never_reach_the_webhook(
     await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
 
 
+async def test_sgx_pods_in_aesmd_daemonset_and_named_provider_modes(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    namespace = f"sgx-{uuid.uuid4().hex[:6]}"
+    await kubectl(cluster, "create", "namespace", namespace)
+    await kubectl(cluster, "create", "serviceaccount", "default", "-n", namespace, check=False)
+
+    async def create(body: dict[str, Any]) -> Any:
+        return await kubectl(
+            cluster, "create", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+        )
+
+    async def created(body: dict[str, Any]) -> bool:
+        return bool((await create(body)).returncode == 0)
+
+    # One EPC user and no aesmd container: the host's aesmd DaemonSet socket is mounted.
+    await eventually_async(
+        lambda: created(sgx_pod("host-aesmd", ["test"], "aesmd")),
+        timeout=30,
+        what="the SGX pod to be admitted",
+    )
+    stored = await kubectl_json(cluster, "get", "pod", "host-aesmd", "-n", namespace)
+    (test,) = stored["spec"]["containers"]
+    assert test["resources"]["limits"]["sgx.intel.com/enclave"] == "1"
+    assert {"name": "aesmd-socket", "mountPath": "/var/run/aesmd"} in test["volumeMounts"]
+    (volume,) = (v for v in stored["spec"]["volumes"] if v["name"] == "aesmd-socket")
+    assert volume["hostPath"] == {"path": "/var/run/aesmd", "type": "DirectoryOrCreate"}
+    assert stored["metadata"]["annotations"]["sgx.intel.com/epc"] == "1Mi"
+
+    # The quote provider is a container of the pod: it alone gets the provision resource,
+    # and no aesmd socket is involved.
+    assert await created(sgx_pod("named", ["app", "qe"], "qe"))
+    stored = await kubectl_json(cluster, "get", "pod", "named", "-n", namespace)
+    app, qe = stored["spec"]["containers"]
+    assert "sgx.intel.com/provision" not in app["resources"]["limits"]
+    assert qe["resources"]["limits"]["sgx.intel.com/provision"] == "1"
+    assert qe["resources"]["requests"]["sgx.intel.com/provision"] == "1"
+    assert all(v["name"] != "aesmd-socket" for v in stored["spec"].get("volumes", []))
+    assert all("env" not in c for c in (app, qe))
+    assert stored["metadata"]["annotations"]["sgx.intel.com/epc"] == "2Mi"
+
+    # Overcommitted extended resources are refused with the reference's message.
+    overcommitted = sgx_pod("overcommitted", ["test"], "aesmd")
+    overcommitted["spec"]["containers"][0]["resources"]["requests"] = {"sgx.intel.com/epc": "512Ki"}
+    denied = await create(overcommitted)
+    assert denied.returncode != 0
+    assert """limits' and 'requests' for "sgx.intel.com/epc" must be equal""" in denied.stderr, (
+        denied.stderr
+    )
+    await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+
+
 async def test_pods_in_the_operators_namespace_never_reach_the_pod_mutators(
     cluster: TestCluster, webhooked: Webhooked
 ) -> None:
