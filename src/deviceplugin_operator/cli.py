@@ -188,6 +188,14 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the webhook Service's names)",
     )
     run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
+    run.add_argument(
+        "--webhook-cert-check-period",
+        type=parse_duration,
+        default=manager.Options.certificate_check_period,
+        metavar="DURATION",
+        help="how often the self-managed certificate is checked: a deleted Secret is "
+        "recreated and a lost CA bundle rewritten (default 10s)",
+    )
     run.add_argument("--webhook-service", default="intel-deviceplugins-webhook-service")
     run.add_argument(
         "--webhook-configuration-prefix",
@@ -322,6 +330,7 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         webhook_certs=args.webhook_certs,
         webhook_hosts=tuple(h.strip() for h in args.webhook_cert_hosts.split(",") if h.strip()),
         webhook_secret=args.webhook_secret,
+        certificate_check_period=args.webhook_cert_check_period,
         webhook_service=args.webhook_service,
         webhook_configuration_prefix=args.webhook_configuration_prefix,
         operator_namespace=args.operator_namespace

@@ -165,3 +165,12 @@ def test_plugin_service_account_flag_reaches_the_settings() -> None:
     args = cli._parser().parse_args(["run", "--plugin-service-account", "plugin"])
     assert cli.build_settings(args, {}).plugin_service_account == "plugin"
     assert cli.build_settings(cli._parser().parse_args(["run"]), {}).plugin_service_account is None
+
+
+def test_certificate_check_period_is_short_by_default_and_a_flag() -> None:
+    """A deleted certificate Secret or a wiped CA bundle is repaired within seconds, not the
+    hour it once took (the webhooks fail closed meanwhile)."""
+    default = cli.build_options(cli._parser().parse_args(["run"]), {})
+    assert default.certificate_check_period == 10.0
+    args = cli._parser().parse_args(["run", "--webhook-cert-check-period=1m"])
+    assert cli.build_options(args, {}).certificate_check_period == 60.0

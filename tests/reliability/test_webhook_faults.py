@@ -1,0 +1,289 @@
+"""Scenario 5, webhook faults: the admission webhooks fail closed, visibly, and heal.
+
+The real operator command serves the webhooks of GPU and SGX (resource defaulting and
+validation, the SGX Pod mutator) with its self-managed certificate; the configurations point
+at it by URL. Injected:
+
+* the operator killed (``kill -9``), then started again: device-plugin resources and SGX pods
+  are refused with the API server's "failed calling webhook ... connection refused" message
+  while it is down (failurePolicy Fail), other pods are not affected, nothing is admitted
+  unchecked or unmutated; time from the restart to the first admission is measured;
+* the operator frozen (SIGSTOP): a creation waits the webhook timeout and is refused;
+* the certificate Secret deleted, and the CA bundles wiped by a ``replace`` of the
+  configurations (what a GitOps tool re-applying the manifests does): the operator's periodic
+  certificate check (every 10 s by default) recreates the Secret and rewrites the bundles;
+  time to repair and the creations refused meanwhile are measured.
+
+Figures: ``.reliability/part2-webhook-faults.json`` (see docs/reliability-part2.md).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _support_part2 import (
+    CRDS,
+    Operator,
+    bundle_repaired,
+    create,
+    delete_resources,
+    int_env,
+    plural_path,
+    registered_webhooks,
+    report,
+    resource,
+    start_operator,
+    summary,
+    wait_webhooks_serving,
+)
+
+from clusters import TestCluster
+from deviceplugin_operator import devices
+from deviceplugin_operator.manifests import webhooks
+from polling import eventually
+
+pytestmark = [pytest.mark.cluster]
+
+GPU = devices.KINDS["gpu"]
+PREFIX = "rel2-faults-"
+SECRET = "rel2-faults-cert"
+DEVICES = ("gpu", "sgx")
+FIGURES: dict[str, Any] = {}
+
+
+class Running:
+    """The operator under test; ``restart`` swaps the process, the rest stays."""
+
+    def __init__(self, operator: Operator, namespace: str, users: str):
+        self.operator = operator
+        self.namespace = namespace
+        self.users = users
+        """Namespace of the users' pods (the operator's own is outside the Pod mutators)."""
+
+
+@pytest.fixture(scope="module")
+def running(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    cluster.install_crds(CRDS)
+    suffix = uuid.uuid4().hex[:6]
+    namespace, users = f"rel2-faults-{suffix}", f"rel2-users-{suffix}"
+    for name in (namespace, users):
+        cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("create", "serviceaccount", "default", "-n", users, check=False)
+    log = tmp_path_factory.mktemp("faults") / "operator.log"
+    operator = start_operator(
+        cluster.kubeconfig,
+        namespace,
+        log,
+        device_names=DEVICES,
+        webhook_prefix=PREFIX,
+        webhook_secret=SECRET,
+    )
+    state = Running(operator, namespace, users)
+    try:
+        with registered_webhooks(cluster, operator.webhook_port, PREFIX, namespace, DEVICES):
+            operator.wait_ready()
+            wait_webhooks_serving(cluster, namespace, SECRET, PREFIX)
+            yield state
+    finally:
+        state.operator.terminate()
+        delete_resources(cluster)
+        for name in (namespace, users):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        if FIGURES:
+            report("part2-webhook-faults", FIGURES)
+
+
+def gpu_plugin(name: str) -> dict[str, Any]:
+    return resource(GPU, name, {"nodeSelector": {"rel2-no-such-node": "x"}})
+
+
+def sgx_pod(name: str) -> dict[str, Any]:
+    epc = {"sgx.intel.com/epc": "1Mi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"sgx.intel.com/quote-provider": "aesmd"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "example.invalid/x:1",
+                    "resources": {"limits": dict(epc), "requests": dict(epc)},
+                }
+            ]
+        },
+    }
+
+
+def plain_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/x:1"}]},
+    }
+
+
+def pods_path(namespace: str, name: str | None = None) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
+
+
+def create_plugin(cluster: TestCluster) -> tuple[int, str, str]:
+    name = f"rel2-f-{uuid.uuid4().hex[:8]}"
+    status, answer = create(cluster, plural_path(GPU), gpu_plugin(name))
+    return status, str(answer.get("message") or ""), name
+
+
+def create_sgx_pod(cluster: TestCluster, users: str) -> tuple[int, str, str]:
+    name = f"sgx-{uuid.uuid4().hex[:8]}"
+    status, answer = create(cluster, pods_path(users), sgx_pod(name))
+    return status, str(answer.get("message") or ""), name
+
+
+def unmutated_sgx_pods(cluster: TestCluster, users: str) -> list[str]:
+    """SGX pods that got in without the mutator's enclave resource (must be none)."""
+    listed = cluster.api.get(pods_path(users)) or {}
+    bad = []
+    for pod in listed.get("items") or []:
+        for container in pod["spec"]["containers"]:
+            limits = (container.get("resources") or {}).get("limits") or {}
+            if "sgx.intel.com/epc" in limits and "sgx.intel.com/enclave" not in limits:
+                bad.append(pod["metadata"]["name"])
+    return bad
+
+
+def test_operator_down_refuses_resources_and_sgx_pods_and_recovers(
+    cluster: TestCluster, running: Running
+) -> None:
+    cycles = int_env("DP_WEBHOOK_KILL_CYCLES", 3)
+    users = running.users
+    refusals: dict[str, int] = {"resources": 0, "sgx_pods": 0}
+    plain_admitted = 0
+    recovery: list[float] = []
+    messages: dict[str, str] = {}
+    assert create_plugin(cluster)[0] == 201
+
+    for _ in range(cycles):
+        running.operator.kill()
+        for _attempt in range(3):
+            status, message, name = create_plugin(cluster)
+            assert status == 500, (status, message)
+            assert 'failed calling webhook "mgpudeviceplugin.kb.io"' in message, message
+            assert "connection refused" in message, message
+            assert cluster.api.get(plural_path(GPU, name)) is None
+            refusals["resources"] += 1
+            messages["resource"] = message
+
+            status, message, name = create_sgx_pod(cluster, users)
+            assert status == 500, (status, message)
+            assert 'failed calling webhook "sgx.mutator.webhooks.intel.com"' in message, message
+            assert cluster.api.get(pods_path(users, name)) is None
+            refusals["sgx_pods"] += 1
+            messages["sgx_pod"] = message
+
+            # Pods that ask for nothing of ours never wait on the operator.
+            status, _ = create(cluster, pods_path(users), plain_pod(f"p-{uuid.uuid4().hex[:8]}"))
+            assert status == 201
+            plain_admitted += 1
+
+        started = time.monotonic()
+        running.operator = running.operator.restart()
+
+        def admitted() -> bool:
+            return create_plugin(cluster)[0] == 201
+
+        eventually(admitted, timeout=60, interval=0.05, what="admission after the restart")
+        recovery.append(time.monotonic() - started)
+        status, message, name = create_sgx_pod(cluster, users)
+        assert status == 201, message
+
+    assert unmutated_sgx_pods(cluster, users) == []
+    assert running.operator.problems() == []
+    FIGURES["operator_killed"] = {
+        "kills": cycles,
+        "refused_while_down": refusals,
+        "plain_pods_admitted_while_down": plain_admitted,
+        "restart_to_first_admission": summary(recovery),
+        "unmutated_sgx_pods": 0,
+        "messages": messages,
+    }
+
+
+def test_frozen_operator_refuses_after_the_webhook_timeout(
+    cluster: TestCluster, running: Running
+) -> None:
+    operator = running.operator
+    operator.popen.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, message, name = create_plugin(cluster)
+        waited = time.monotonic() - started
+    finally:
+        operator.popen.send_signal(signal.SIGCONT)
+    assert status == 500, (status, message)
+    assert 'failed calling webhook "mgpudeviceplugin.kb.io"' in message, message
+    assert cluster.api.get(plural_path(GPU, name)) is None
+    assert 9 <= waited <= 15, waited  # the configurations' timeoutSeconds: 10
+    eventually(lambda: create_plugin(cluster)[0] == 201, timeout=30, what="admission again")
+    FIGURES["operator_frozen"] = {
+        "freezes": 1,
+        "refused_after_s": round(waited, 3),
+        "message": message,
+    }
+
+
+def _repair(
+    cluster: TestCluster, running: Running, inject: Any, what: str, cycles: int
+) -> dict[str, Any]:
+    times: list[float] = []
+    refused = 0
+    for _ in range(cycles):
+        inject()
+        started = time.monotonic()
+        while True:
+            healthy = bundle_repaired(cluster, running.namespace, SECRET, PREFIX)
+            status, message, _name = create_plugin(cluster)
+            if healthy and status == 201:
+                break
+            if status != 201:
+                assert status == 500, (status, message)
+                assert "failed calling webhook" in message, message
+                refused += 1
+            assert time.monotonic() - started < 40, f"{what} not repaired: {message}"
+            time.sleep(0.2)
+        times.append(time.monotonic() - started)
+    return {"injected": cycles, "time_to_repair": summary(times), "refused_meanwhile": refused}
+
+
+def test_deleted_certificate_secret_and_wiped_ca_bundle_are_repaired(
+    cluster: TestCluster, running: Running
+) -> None:
+    """With the default check period (10 s): the deleted Secret comes back with a new CA and
+    the bundles follow it; a bundle wiped by a ``replace`` of the configurations is rewritten."""
+    cycles = int_env("DP_CERT_FAULT_CYCLES", 1)
+    namespace = running.namespace
+
+    def delete_secret() -> None:
+        cluster.kubectl("delete", "secret", "-n", namespace, SECRET)
+
+    def wipe_bundles() -> None:
+        for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+            name = PREFIX + (
+                webhooks.MUTATING_NAME if kind.startswith("m") else webhooks.VALIDATING_NAME
+            )
+            live = cluster.kubectl_json("get", kind, name)
+            for hook in live["webhooks"]:
+                hook["clientConfig"].pop("caBundle", None)
+            cluster.kubectl("replace", "-f", "-", input=json.dumps(live))
+
+    FIGURES["secret_deleted"] = _repair(cluster, running, delete_secret, "Secret", cycles)
+    FIGURES["ca_bundle_wiped"] = _repair(cluster, running, wipe_bundles, "CA bundle", cycles)
+    assert running.operator.problems() == []
+    for figures in (FIGURES["secret_deleted"], FIGURES["ca_bundle_wiped"]):
+        assert figures["time_to_repair"]["max_s"] < 10 + 5
