@@ -341,7 +341,8 @@ class AdmissionServer:
                 "Denied admission request",
                 extra={
                     "webhook": webhook.name,
-                    "name": request.name,
+                    # Not "name": LogRecord's own attribute, which makes logging raise.
+                    "object": request.name,
                     "namespace": request.namespace,
                     "reason": response.status.message if response.status else None,
                 },
