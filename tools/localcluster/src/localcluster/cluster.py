@@ -9,6 +9,7 @@ ports and process ids, which is how a second ``up`` finds and reuses a healthy c
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -16,6 +17,8 @@ import pathlib
 import shutil
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
@@ -158,6 +161,61 @@ class Cluster:
                     processes.stop(pid)
         if self.directory.exists():
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    # Faults and extra identities (the reliability suite) ----------------------------------
+    def restart_apiserver(self, *, down_for: float = 0.0, timeout: float = START_TIMEOUT) -> float:
+        """Stop kube-apiserver, keep it down ``down_for`` seconds, start it again on the same
+        port with the same certificates; seconds from the stop until it is ready again."""
+        state = self._running_state()
+        stopped = time.monotonic()
+        processes.stop(state.pids["kube-apiserver"])
+        time.sleep(down_for)
+        self._start_apiserver(binaries.ensure_binaries(), state, timeout)
+        return time.monotonic() - stopped
+
+    def _etcd(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        # etcd's gRPC gateway (JSON over HTTP; the local etcd listens without TLS).
+        state = self._running_state()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{state.ports['etcd']}/v3/{method}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                answer: dict[str, Any] = json.loads(reply.read())
+        except (urllib.error.URLError, OSError) as error:
+            raise errors.ClusterError(f"etcd {method} failed: {error}") from error
+        return answer
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (every write in the cluster raises it)."""
+        reply = self._etcd("kv/range", {"key": base64.b64encode(b"/").decode(), "limit": 1})
+        return int(reply["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision, so that every watch resumed
+        from an older resourceVersion gets 410 Gone; the revision compacted at."""
+        revision = self.etcd_revision()
+        self._etcd("kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
+    def user_kubeconfig(self, user: str, group: str = "system:masters") -> pathlib.Path:
+        """A kubeconfig for another user (client certificate of this cluster's CA), so that
+        the audit log tells its requests apart."""
+        state = self._running_state()
+        ca = pki.KeyPair((self.pki / "ca.crt").read_bytes(), (self.pki / "ca.key").read_bytes())
+        target = self.pki / f"user-{user}.kubeconfig"
+        target.write_text(pki.kubeconfig(state.server, ca, pki.client_cert(ca, user, group), user))
+        target.chmod(0o600)
+        return target
+
+    def _running_state(self) -> State:
+        state = self.state()
+        if state is None:
+            raise errors.ClusterError(f"No cluster runs in {self.directory}")
+        return state
 
     def _start(self, timeout: float) -> None:
         found = binaries.ensure_binaries()

@@ -1,0 +1,78 @@
+"""Scenario 1, crash anywhere: the operator is killed with SIGKILL at random moments while
+resources of all eight kinds are created, updated and deleted; after each restart the
+cluster must converge to exactly one correct DaemonSet per resource, with correct statuses,
+no duplicates and no orphans (``fleet.converged``).
+
+Every tenth kill the churn pauses and a restarted operator must converge (time recorded);
+after the last kill, a final restart must converge too.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import random
+import time
+
+import pytest
+
+from clusters import TestCluster
+from reliability import fleet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+CHECK_EVERY = 10
+
+
+def test_kill_9_at_random_points_loses_nothing(
+    cluster: TestCluster, crds: None, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    log = tmp_path / "operator.log"
+    run = fleet.run_id()
+    rng = random.Random(run)
+    churn = fleet.Churn(cluster.api, run, seed=rng.randint(0, 2**31))
+    kills = fleet.iterations(50)
+    lifetimes: list[float] = []
+    convergence: list[float] = []
+    churn.start()
+    try:
+        for iteration in range(1, kills + 1):
+            operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
+            lifetime = rng.uniform(0.2, 2.5)
+            time.sleep(lifetime)
+            assert operator.popen.poll() is None, f"the operator exited by itself; see {log}"
+            operator.kill()
+            lifetimes.append(lifetime)
+            if iteration % CHECK_EVERY == 0 or iteration == kills:
+                churn.pause()
+                operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
+                took, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
+                assert not problems, f"after kill {iteration}: {problems}; see {log}"
+                convergence.append(took)
+                operator.kill()
+                churn.resume()
+    finally:
+        churn.stop()
+    # Nothing left over: the final state again, then everything deleted and collected.
+    operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
+    try:
+        final, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
+        assert not problems, problems
+        for kind, name in churn.pool():
+            cluster.api.request("DELETE", fleet.plural_path(kind, name))
+        cleared, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
+        assert not problems, problems
+    finally:
+        operator.terminate()
+    assert not fleet.tracebacks(log), fleet.tracebacks(log)[:5]
+    fleet.report(
+        "crash",
+        {
+            "injected": "SIGKILL of the operator during create/update/delete churn of 8 kinds",
+            "kills": kills,
+            "resource_operations": churn.operations,
+            "operator_lifetime_before_kill": fleet.summary(lifetimes),
+            "convergence_after_restart": fleet.summary([*convergence, final]),
+            "all_deleted_and_collected_s": round(cleared, 3),
+            "lost": 0,
+        },
+    )
