@@ -127,12 +127,23 @@ class Reconciler:
                 requeue = MISSING_CONFIG_MAP_RETRY
 
         owned = self._owned_daemonsets(uid)
+        current = next(iter(owned), None)
         if desired is not None:
-            current, name_conflict = await self._apply(resource, desired, owned, upgrades)
+            try:
+                current, name_conflict = await self._apply(resource, desired, owned, upgrades)
+            except errors.Invalid as refused:
+                # A spec the webhook admits may still render what the API server's pod
+                # validation refuses (a nodeSelector key that is not a label key, a toleration
+                # it does not accept): terminal until the resource changes, so it is reported
+                # on the resource instead of being retried forever without a word.
+                render_error = _refused_message(refused)
+                requeue = None
+                log.warning(
+                    "DaemonSet refused by the API server",
+                    extra={"kind": self.kind.kind, "resource": name, "error": render_error},
+                )
             if name_conflict:
                 requeue = min(requeue or NAME_CONFLICT_RETRY, NAME_CONFLICT_RETRY)
-        else:
-            current = next(iter(owned), None)
 
         await self._write_status(resource, current, render_error, name_conflict)
         return requeue
@@ -333,6 +344,16 @@ def _render_message(error: Exception) -> str:
             problems.append(f"{field}: {item['msg']}")
         return "Invalid spec: " + "; ".join(problems) + ": fix the field in the resource"
     return str(error)
+
+
+def _refused_message(error: errors.ApiError) -> str:
+    detail = error.message
+    if len(detail) > 2000:
+        detail = detail[:2000] + "..."
+    return (
+        f"The API server refused the rendered DaemonSet: {detail}: fix the named field "
+        "(spec.nodeSelector, spec.tolerations, ...) in the resource"
+    )
 
 
 def _parses_as_condition(raw: Any) -> bool:
