@@ -339,3 +339,47 @@ def delete_resources(cluster: TestCluster, label: str = "rel2=true") -> None:
 
 def b64(data: bytes | str) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def token_kubeconfig(cluster: TestCluster, token: str, path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig for ``cluster`` that authenticates with a bearer ``token``."""
+    state = cluster.cluster.state()
+    assert state is not None
+    ca = b64((cluster.cluster.pki / "ca.crt").read_bytes())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "c", "cluster": {"server": state.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+@contextlib.contextmanager
+def service_account_operator(
+    cluster: TestCluster, namespace: str, directory: pathlib.Path, account: str = "operator"
+) -> Iterator[tuple[pathlib.Path, str]]:
+    """(kubeconfig, token) of a service account bound to cluster-admin: unlike the admin
+    (system:masters) its requests go through API Priority and Fairness like a pod's."""
+    binding = f"{namespace}-{account}"
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster.kubectl(
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=cluster-admin",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    try:
+        token = cluster.kubectl(
+            "create", "token", account, "-n", namespace, "--duration=1h"
+        ).stdout.strip()
+        yield token_kubeconfig(cluster, token, directory / f"{account}.kubeconfig"), token
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
