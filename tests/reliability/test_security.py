@@ -52,7 +52,10 @@ from clusters import TestCluster
 from deviceplugin_operator import devices
 from polling import eventually
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning"),
+]
 
 PREFIX = "rel2-sec-"
 SECRET = "rel2-sec-cert"
