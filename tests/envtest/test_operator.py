@@ -337,6 +337,90 @@ async def test_name_conflict_is_reported_and_foreign_daemonset_untouched(
     assert still["spec"]["template"] == made["spec"]["template"]
 
 
+async def test_daemonset_of_a_deleted_resource_of_the_same_name_is_replaced_at_once(
+    operator: Operator,
+) -> None:
+    """Not left to the garbage collector: a resource deleted and created again would wait
+    behind a name conflict until the collector reached the old DaemonSet."""
+    kind = devices.KINDS["npu"]
+    cr_name = "reincarnated"
+    ds_name = f"intel-npu-plugin-{cr_name}"
+    stale_uid = str(uuid.uuid4())
+    stale = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": ds_name,
+            "labels": {"app": "intel-npu-plugin"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "deviceplugin.intel.com/v1",
+                    "kind": "NpuDevicePlugin",
+                    "name": cr_name,
+                    "uid": stale_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "intel-npu-plugin"}},
+            "template": {
+                "metadata": {"labels": {"app": "intel-npu-plugin"}},
+                "spec": {"containers": [{"name": "c", "image": "old/npu:1"}]},
+            },
+        },
+    }
+    await operator.kube.create(resources.DAEMON_SETS, stale, operator.namespace)
+    created = await create_plugin(operator, kind, cr_name, {})
+
+    async def replaced() -> dict[str, Any] | None:
+        ds = await operator.daemonset(ds_name)
+        owner = (ds or {}).get("metadata", {}).get("ownerReferences") or [{}]
+        return ds if owner[0].get("uid") == created["metadata"]["uid"] else None
+
+    ds = await eventually_async(replaced, timeout=15, what="the DaemonSet of the new resource")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] != "old/npu:1"
+
+
+async def test_daemonset_whose_resource_is_gone_is_deleted_by_the_operator(
+    operator: Operator,
+) -> None:
+    """Orphans are not left to the garbage collector alone (it can lag by tens of seconds)."""
+    ds_name = "intel-gpu-plugin-ghost"
+    orphan = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": ds_name,
+            "labels": {"app": "intel-gpu-plugin"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "deviceplugin.intel.com/v1",
+                    "kind": "GpuDevicePlugin",
+                    "name": "ghost",
+                    "uid": str(uuid.uuid4()),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "intel-gpu-plugin"}},
+            "template": {
+                "metadata": {"labels": {"app": "intel-gpu-plugin"}},
+                "spec": {"containers": [{"name": "c", "image": "old/gpu:1"}]},
+            },
+        },
+    }
+    deletes = operator.manager.kube.requests["delete"]
+    await operator.kube.create(resources.DAEMON_SETS, orphan, operator.namespace)
+
+    async def gone() -> bool:
+        return await operator.daemonset(ds_name) is None
+
+    await eventually_async(gone, timeout=15, what="the orphan to be deleted")
+    assert operator.manager.kube.requests["delete"] > deletes
+
+
 async def test_missing_provisioning_config_map_is_degraded_with_the_fix(
     operator: Operator,
 ) -> None:

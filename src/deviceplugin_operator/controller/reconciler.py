@@ -7,9 +7,10 @@ resource's spec, and makes no write request when nothing changed.
 
 Ownership is by UID: the DaemonSet named ``intel-<dev>-plugin-<cr>`` controlled by the
 resource is its DaemonSet; another DaemonSet it controls (e.g. a pre-0.29 unsuffixed one) is
-adopted in place when it is the only one, and deleted as a duplicate otherwise. A DaemonSet of
-the same name that the resource does not control is never touched: the resource reports a
-``Degraded/NameConflict`` condition instead.
+adopted in place when it is the only one, and deleted as a duplicate otherwise. The DaemonSet
+of a deleted resource (its owner is gone, or a resource of the same kind and name has another
+UID: garbage the collector has not reached yet) is deleted at once. Any other DaemonSet of the
+same name is never touched: the resource reports a ``Degraded/NameConflict`` condition.
 """
 
 from __future__ import annotations
@@ -96,9 +97,11 @@ class Reconciler:
         Raises ``errors.KubeError`` for failures worth a rate-limited retry.
         """
         resource = self.caches.plugins.get(name)
-        if resource is None or objects.metadata(resource).get("deletionTimestamp"):
-            # Gone or going: the garbage collector removes its DaemonSet through the owner
-            # reference; nothing to retry.
+        if resource is None:
+            await self._delete_orphans(name)
+            return None
+        if objects.metadata(resource).get("deletionTimestamp"):
+            # Going: the garbage collector removes its DaemonSet through the owner reference.
             return None
         uid = objects.uid(resource)
         render_error: str | None = None
@@ -197,6 +200,9 @@ class Reconciler:
 
         if primary is None:
             foreign = self.caches.daemonsets.get(f"{namespace}/{name}")
+            if foreign is not None and self._left_by_earlier_incarnation(foreign, resource):
+                await self._delete_stale(resource, foreign)
+                foreign = None
             if foreign is not None:
                 conflict = (
                     f"DaemonSet {namespace}/{name} exists and is not controlled by this "
@@ -235,6 +241,76 @@ class Reconciler:
             extra={"kind": self.kind.kind, "resource": objects.name(resource), "daemonset": where},
         )
         return updated, None
+
+    async def _delete_orphans(self, name: str) -> None:
+        """Delete the DaemonSets of resource ``name`` when it is gone for sure.
+
+        The garbage collector would, but it can lag by tens of seconds (after an apiserver
+        restart, a CRD it has not discovered yet), and until then the plugin keeps running
+        on every node. The cache may be behind a resource created a moment ago, so the
+        apiserver is asked before anything is deleted; deletes carry the DaemonSet's UID.
+        """
+        orphans = [
+            ds for ds in self.caches.daemonsets.list() if self.owner_of_daemonset(ds) == name
+        ]
+        if not orphans:
+            return
+        try:
+            current = await self.kube.get(self.resource, name)
+        except errors.NotFound:
+            current = None
+        for ds in orphans:
+            owner = objects.controller_owner(ds) or {}
+            if current is not None and objects.uid(current) == owner.get("uid"):
+                continue  # the resource exists: the cache was behind
+            where = f"{objects.namespace(ds)}/{objects.name(ds)}"
+            try:
+                await self.kube.delete(
+                    DAEMON_SETS,
+                    objects.name(ds),
+                    namespace=objects.namespace(ds),
+                    uid=objects.uid(ds),
+                )
+            except (errors.NotFound, errors.Conflict):
+                continue
+            log.info(
+                "Deleted DaemonSet of a deleted resource",
+                extra={"kind": self.kind.kind, "resource": name, "daemonset": where},
+            )
+
+    def _left_by_earlier_incarnation(
+        self, ds: objects.JsonObject, resource: objects.JsonObject
+    ) -> bool:
+        """Whether ``ds`` is controlled by a deleted resource of this kind and name: names of
+        these cluster-scoped resources are unique, so an owner of the same name with another
+        UID is gone, and the DaemonSet is garbage the collector has not reached yet."""
+        owner = objects.controller_owner(ds)
+        return (
+            self.owner_of_daemonset(ds) == objects.name(resource)
+            and owner is not None
+            and owner.get("uid") != objects.uid(resource)
+        )
+
+    async def _delete_stale(self, resource: objects.JsonObject, stale: objects.JsonObject) -> None:
+        # Not left to the garbage collector: a resource deleted and created again would wait
+        # for it (seconds to minutes when the collector is behind) behind a name conflict.
+        where = f"{objects.namespace(stale)}/{objects.name(stale)}"
+        try:
+            await self.kube.delete(
+                DAEMON_SETS,
+                objects.name(stale),
+                namespace=objects.namespace(stale),
+                uid=objects.uid(stale),
+            )
+        except errors.NotFound:
+            return
+        self.recorder.normal(
+            resource, "DeletedStale", f"Deleted DaemonSet {where} of a deleted {self.kind.kind}"
+        )
+        log.info(
+            "Deleted DaemonSet of a deleted resource",
+            extra={"kind": self.kind.kind, "daemonset": where},
+        )
 
     async def _delete_duplicate(
         self, resource: objects.JsonObject, duplicate: objects.JsonObject
