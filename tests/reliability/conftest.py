@@ -14,6 +14,7 @@ import pytest
 
 from clusters import NODE_SPECS, TestCluster
 from localcluster import cluster as localcluster
+from reliability import fleet
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRDS = ROOT / "deployments/operator/crd/bases"
@@ -35,3 +36,10 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluste
 @pytest.fixture(scope="module")
 def crds(cluster: TestCluster) -> None:
     cluster.install_crds(CRDS)
+
+
+@pytest.fixture(autouse=True)
+def no_operator_left() -> Iterator[None]:
+    """Whatever a test asserted, no operator process it started outlives it."""
+    yield
+    fleet.kill_all()

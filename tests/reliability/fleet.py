@@ -61,6 +61,15 @@ class OperatorProcess:
     popen: subprocess.Popen[bytes]
     log: pathlib.Path
     started: float
+    log_offset: int = 0
+
+    def wait_logging(self, timeout: float = 30.0) -> None:
+        """Until the process wrote its first log line (Python and the imports are loaded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.popen.poll() is None:
+            if self.log.stat().st_size > self.log_offset:
+                return
+            time.sleep(0.02)
 
     def kill(self) -> None:
         """kill -9: no chance to finish a write, release a lease or flush anything."""
@@ -98,9 +107,24 @@ def start_operator(
     ]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_SHA")}
     env.pop("DEVICEPLUGIN_SECRET", None)
+    offset = log.stat().st_size if log.exists() else 0
     with log.open("ab") as out:
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return OperatorProcess(popen, log, time.monotonic())
+    started = OperatorProcess(popen, log, time.monotonic(), offset)
+    STARTED.append(started)
+    return started
+
+
+STARTED: list[OperatorProcess] = []
+"""Every operator process started, so that a failing test leaves none running."""
+
+
+def kill_all() -> None:
+    for process in STARTED:
+        if process.popen.poll() is None:
+            process.popen.kill()
+            process.popen.wait(timeout=10)
+    STARTED.clear()
 
 
 def log_records(log: pathlib.Path) -> list[dict[str, Any]]:
