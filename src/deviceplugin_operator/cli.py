@@ -346,11 +346,7 @@ async def _run(config: settings.Settings, options: manager.Options) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await manager.run(config, options, stop)
-    except election.LeadershipLost as lost:
-        log.error("Stopped operator: leader election lost", extra={"why": str(lost)})
-        return 1
+    await manager.run(config, options, stop)
     return 0
 
 

@@ -13,9 +13,11 @@ resource's name; a periodic resync re-queues every resource (level-triggered, no
 With leader election every replica serves probes, metrics and webhooks and keeps its informers
 warm, so that a follower which takes over reconciles at once; only the leader runs reconcile
 workers, the code that writes. Losing the lease cancels the workers in the same step, before
-anything else runs, and ``Manager.run`` raises ``election.LeadershipLost`` so that the process
-exits non-zero and is restarted, as with controller-runtime. A graceful stop ends the workers
-first and then releases the lease.
+anything else runs; then the replica campaigns again as a follower, with its caches warm and
+its webhooks serving. controller-runtime (and the reference) exits instead: under a starved
+apiserver that becomes a crash loop (the reference's issue #476) in which every restart
+re-lists everything and the webhooks go down with the process. A graceful stop ends the
+workers first and then releases the lease.
 """
 
 from __future__ import annotations
@@ -310,7 +312,8 @@ class Manager:
                 election_kube, options.leader_election, on_change=self._leading_changed
             )
         self._tasks: list[asyncio.Task[None]] = []
-        self._workers_stopped = False
+        self._stopping = False
+        self._handlers_added = False
         self._background: list[asyncio.Task[None]] = []
         self._certificates: tuple[certificates.SelfManaged, ssl.SSLContext, pathlib.Path] | None = (
             None
@@ -421,20 +424,33 @@ class Manager:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve, and reconcile while leading, until ``stop`` is set.
 
-        Raises ``election.LeadershipLost`` (the workers already stopped) when the lease is lost.
+        A lost lease stops the workers at once (``_leading_changed``); the replica then
+        campaigns again and, leading again, restarts them on its warm caches.
         """
         ended = asyncio.Event()
         stopping = asyncio.create_task(_set_when(stop, ended))
         holding: asyncio.Task[str] | None = None
         try:
             await self.serve()
-            if self.elector is not None:
+            if self.elector is None:
+                if await _unless(ended, self.start_workers()):
+                    await ended.wait()
+                return
+            while not ended.is_set():
                 if not await _unless(ended, self.elector.acquire()):
                     return
+                lost = asyncio.Event()
                 holding = asyncio.create_task(self.elector.hold(), name="lease renewal")
-                holding.add_done_callback(lambda _: ended.set())
-            if await _unless(ended, self.start_workers()):
-                await ended.wait()
+                holding.add_done_callback(lambda _, lost=lost: lost.set())  # type: ignore[misc]
+                if await _unless(ended, self.start_workers()):
+                    await _unless(ended, lost.wait())
+                if ended.is_set():
+                    return
+                self._log_lost(holding)
+                holding = None
+                self.elector.step_down()  # already done unless the renewal crashed
+                self.cancel_workers()
+                await self._workers_ended()
         finally:
             stopping.cancel()
             if holding is not None and not holding.done():
@@ -442,11 +458,20 @@ class Manager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await holding
             await self.stop()
-        if holding is not None and holding.done() and not holding.cancelled():
-            crash = holding.exception()
-            if crash is not None:
-                raise election.LeadershipLost(f"renewing the Lease crashed: {crash!r}") from crash
-            raise election.LeadershipLost(holding.result())
+
+    def _log_lost(self, holding: asyncio.Task[str]) -> None:
+        crash = None if holding.cancelled() else holding.exception()
+        why = f"renewing the Lease crashed: {crash!r}" if crash else holding.result()
+        log.warning(
+            "Stopped reconciling: leader election lost; campaigning again", extra={"why": why}
+        )
+
+    async def _workers_ended(self) -> None:
+        """Wait for the cancelled workers of the last term (they hold no key any more)."""
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = [task for task in self._tasks if not task.done()]
 
     async def start(self) -> None:
         """Serve and start the workers at once, without electing a leader."""
@@ -481,13 +506,22 @@ class Manager:
         # A reconcile against an empty cache would try to create DaemonSets that exist.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
-        if self._workers_stopped:
+        if self._stopping:
             return
-        # Queues fill only from here (each handler first gets every cached object), as
-        # controller-runtime starts its sources with its controllers: a follower's queues stay
-        # empty instead of showing a backlog nobody works on.
-        for inf, handler in self._handlers:
-            inf.add_handler(handler)
+        for controller in self.controllers:
+            controller.queue.reopen()
+        if not self._handlers_added:
+            # Queues fill only from here (each handler first gets every cached object), as
+            # controller-runtime starts its sources with its controllers: a follower's queues
+            # stay empty instead of showing a backlog nobody works on.
+            self._handlers_added = True
+            for inf, handler in self._handlers:
+                inf.add_handler(handler)
+        else:
+            # Leading again: the handlers are in place; every resource is looked at anew.
+            for controller in self.controllers:
+                for resource in controller.reconciler.caches.plugins.list():
+                    controller.queue.add(objects.name(resource))
         for controller in self.controllers:
             for index in range(controller.workers):
                 self._tasks.append(
@@ -497,7 +531,6 @@ class Manager:
 
     def cancel_workers(self) -> None:
         """Stop every reconcile now: synchronous, so nothing else runs in between."""
-        self._workers_stopped = True
         for controller in self.controllers:
             controller.queue.shutdown()
         for task in self._tasks:
@@ -505,6 +538,7 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop the workers, then release the lease if held, then everything else."""
+        self._stopping = True
         self.cancel_workers()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -599,7 +633,7 @@ async def _unless(ended: asyncio.Event, work: Awaitable[object]) -> bool:
 
 
 async def run(config: settings.Settings, options: Options, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; raises ``election.LeadershipLost`` when the lease is lost.
+    """Run until ``stop`` is set.
 
     Leader election gets a client of its own: a busy controller never delays a renewal.
     """

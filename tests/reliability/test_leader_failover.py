@@ -162,6 +162,9 @@ def test_killed_leaders_are_replaced_and_never_two_write(
         churn.stop()
         for process in running.values():
             process.terminate()
+        # Cluster-scoped: later modules' operators must not find them.
+        for kind, name in churn.pool():
+            cluster.api.request("DELETE", fleet.plural_path(kind, name))
 
     time.sleep(1.0)  # the audit log is written asynchronously
     entries = audit_entries(cluster.cluster.audit_log, since)

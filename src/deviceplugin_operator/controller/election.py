@@ -47,10 +47,6 @@ WATCH_RETRY = 2.0
 """Seconds between attempts to (re)open the lease watch."""
 
 
-class LeadershipLost(Exception):  # noqa: N818 - the event, as controller-runtime's "leader election lost"
-    """This replica stopped leading while it ran; the process exits so that it restarts clean."""
-
-
 def default_identity() -> str:
     """``<hostname>_<uuid>``, as controller-runtime builds it (the hostname is the pod's name)."""
     return f"{socket.gethostname()}_{uuid.uuid4()}"
@@ -214,6 +210,10 @@ class LeaderElector:
                 )
                 self._set_leading(False)
                 return reason
+
+    def step_down(self) -> None:
+        """Stop leading without writing the Lease (its renewal failed or crashed)."""
+        self._set_leading(False)
 
     async def release(self) -> bool:
         """Give the Lease up if this replica leads, so that a follower takes over at once.

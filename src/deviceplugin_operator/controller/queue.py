@@ -229,6 +229,16 @@ class WorkQueue(Generic[K]):
             if not getter.done():
                 getter.set_result(None)
 
+    def reopen(self) -> None:
+        """Accept keys again after ``shutdown``, starting empty (a replica that leads again:
+        the workers of its last term are gone, and everything is queued anew)."""
+        self.shutdown()
+        self._queue.clear()
+        self._dirty.clear()
+        self._queued_at.clear()
+        self._processing.clear()
+        self._shutting_down = False
+
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down
