@@ -65,8 +65,8 @@ from polling import eventually
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
 
 GPU = devices.KINDS["gpu"]
-# lease duration, renew deadline, retry period (s); "3,2,0.5" lost the lease on 2 cores, see
-# docs/reliability-part2.md.
+# lease duration, renew deadline, retry period (s); "3,2,0.5" misses renew deadlines on 2 cores
+# (the replica then leads again without exiting), see docs/reliability.md.
 _TIMING = [float(x) for x in (os.environ.get("DP_OVERLOAD_LEASE") or "5,4,1").split(",")]
 LEASE = {"duration": _TIMING[0], "deadline": _TIMING[1], "retry": _TIMING[2]}
 FLOOD = ROOT / "tests" / "reliability" / "_flood_part2.py"

@@ -14,7 +14,7 @@ at it by URL. Injected:
   certificate check (every 10 s by default) recreates the Secret and rewrites the bundles;
   time to repair and the creations refused meanwhile are measured.
 
-Figures: ``.reliability/part2-webhook-faults.json`` (see docs/reliability-part2.md).
+Figures: ``.reliability/part2-webhook-faults.json`` (see docs/reliability.md).
 """
 
 from __future__ import annotations

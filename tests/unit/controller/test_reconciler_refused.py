@@ -1,6 +1,6 @@
 """A DaemonSet the API server refuses (422) is reported on the resource, not retried forever.
 
-Found by the fuzzing scenario (docs/reliability-part2.md, 6): a GPU resource with
+Found by the fuzzing scenario (docs/reliability.md, 6): a GPU resource with
 ``nodeSelector: {"not a label key!": x}`` passes the webhooks (as with the reference), but its
 DaemonSet fails the API server's pod validation; the resource used to stay without any status
 while the controller retried the create with backoff for ever.
