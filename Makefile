@@ -66,4 +66,5 @@ image: ## Build the container image (needs a container engine)
 	docker build -t $(IMAGE) .
 
 bench: binaries ## Benchmarks vs the reference operator and a floor (BENCH_SIZE=quick|full)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench --size $(BENCH_SIZE)

@@ -65,6 +65,9 @@ class Running:
     started: float  # time.monotonic() just before the process was spawned
     log: pathlib.Path
     health_port: int | None
+    webhook_port: int | None = None
+    webhook_ca: bytes | None = None
+    """The self-signed certificate its webhook server serves (its own CA)."""
 
     @property
     def alive(self) -> bool:
@@ -140,6 +143,8 @@ def start(
     log = workdir / "logs" / f"{impl.name}-{tag}.log"
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), DEVICEPLUGIN_NAMESPACE=namespace)
     health_port: int | None = None
+    webhook_port: int | None = None
+    webhook_ca: bytes | None = None
     if impl is THIS:
         health_port = processes.free_port()
         if this_source is not None:
@@ -158,9 +163,11 @@ def start(
             # Like the reference: the webhook server runs with a mounted self-signed
             # certificate and is not registered with the apiserver.
             certs = reference.write_serving_cert(workdir / "this-tmp")
+            webhook_port = processes.free_port()
+            webhook_ca = (certs / "tls.crt").read_bytes()
             argv += [
                 "--webhook-host=127.0.0.1",
-                f"--webhook-port={processes.free_port()}",
+                f"--webhook-port={webhook_port}",
                 "--webhook-certs=mounted",
                 f"--webhook-cert-dir={certs}",
             ]
@@ -172,7 +179,8 @@ def start(
             )
         health_port = processes.free_port()
         tmpdir = workdir / "reference-tmp"
-        reference.write_serving_cert(tmpdir)
+        webhook_ca = (reference.write_serving_cert(tmpdir) / "tls.crt").read_bytes()
+        webhook_port = reference.WEBHOOK_PORT
         env["TMPDIR"] = str(tmpdir)  # controller-runtime's cert dir is $TMPDIR/k8s-webhook-server
         argv = [
             str(reference.binary_path()),
@@ -189,4 +197,4 @@ def start(
         ]
     started = time.monotonic()
     pid = processes.start(argv, log, env=env)
-    return Running(impl, pid, started, log, health_port)
+    return Running(impl, pid, started, log, health_port, webhook_port, webhook_ca)

@@ -81,6 +81,8 @@ def write_all(
                     values,
                 )
             )
+    if any(r.get("samples_ms") for r in records.get("reconcile_latency", [])):
+        written.append(_cdf(out / "reconcile_latency_cdf.png", records["reconcile_latency"]))
     if records.get("memory"):
         groups, values = _table(records["memory"], "level", "rss_mib")
         written.append(_bars(out / "memory.png", "Operator RSS", "MiB", groups, values))
@@ -89,6 +91,18 @@ def write_all(
             groups, values = _table(records["startup"], "existing_resources", figure)
             written.append(
                 _bars(out / f"startup_{figure}.png", f"Start-up {figure}", "ms", groups, values)
+            )
+    if records.get("admission_latency"):
+        for figure in ("p50_ms", "p99_ms"):
+            groups, values = _table(records["admission_latency"], "case", figure)
+            written.append(
+                _bars(
+                    out / f"admission_latency_{figure}.png",
+                    f"Admission latency {figure} (operation@requests/s)",
+                    "ms",
+                    groups,
+                    values,
+                )
             )
     if records.get("convergence"):
         for figure in ("converge_s", "cpu_s"):
@@ -99,3 +113,34 @@ def write_all(
                 )
             )
     return written
+
+
+def _cdf(path: pathlib.Path, records: Sequence[Mapping[str, Any]]) -> pathlib.Path:
+    """The distribution of every latency sample: one panel per operation, one line per peer."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    operations = sorted({str(r["parameters"]["operation"]) for r in records})
+    figure, panels = plt.subplots(1, len(operations), figsize=(5 * len(operations), 4))
+    for axes, operation in zip(
+        panels if len(operations) > 1 else [panels], operations, strict=True
+    ):
+        for impl in IMPL_ORDER:
+            for rec in records:
+                if rec["implementation"] != impl or rec["parameters"]["operation"] != operation:
+                    continue
+                samples = sorted(rec.get("samples_ms") or [])
+                if samples:
+                    fractions = [(n + 1) / len(samples) for n in range(len(samples))]
+                    axes.step(samples, fractions, where="post", label=f"{impl} (n={len(samples)})")
+        axes.set_title(f"{operation}: CR change → DaemonSet seen")
+        axes.set_xlabel("ms")
+        axes.set_ylabel("fraction of operations")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -61,6 +61,7 @@ class Size:
     memory_nodes: int
     memory_settle: float
     convergence_timeout: float = 300
+    admission_seconds: float = 10.0
 
 
 SIZES = {
@@ -68,7 +69,7 @@ SIZES = {
         "quick",
         nodes=100,
         crs_per_kind=1,
-        latency_ops=20,
+        latency_ops=50,
         latency_runs=2,
         convergence_runs=2,
         steady_seconds=120,
@@ -90,6 +91,7 @@ SIZES = {
         unrelated_pods=(100,),
         memory_nodes=20,
         memory_settle=2,
+        admission_seconds=2.0,
     ),
     "full": Size(
         "full",
@@ -104,6 +106,7 @@ SIZES = {
         memory_nodes=1000,
         memory_settle=30,
         convergence_timeout=1200,
+        admission_seconds=30.0,
     ),
 }
 
@@ -378,6 +381,7 @@ async def latency(bench: Bench) -> list[dict[str, Any]]:
                 {"operation": operation, "runs": len(per_run), "operations_per_run": ops},
                 figures,
                 runs=summaries,
+                samples_ms=[round(x * 1000, 2) for v in per_run for x in v],
             )
         )
     return records
