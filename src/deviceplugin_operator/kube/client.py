@@ -22,14 +22,13 @@ import json
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client import exceptions as k8s_exceptions
 
-from deviceplugin_operator.kube import errors, objects, resources
+from deviceplugin_operator.kube import errors, library, objects, resources
+
+k8s_client, k8s_config, k8s_exceptions = library.load()
 
 JsonPatch = Sequence[objects.JsonObject]
 """An RFC 6902 JSON patch: a list of operations."""
@@ -260,9 +259,7 @@ async def connect(
             )
         else:
             try:
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration
-                )
+                k8s_config.load_incluster_config(client_configuration=configuration)
             except k8s_config.ConfigException:
                 await k8s_config.load_kube_config(
                     context=context, client_configuration=configuration, persist_config=False
@@ -279,7 +276,7 @@ class HttpKubeClient:
 
     def __init__(
         self,
-        api: k8s_client.ApiClient,
+        api: Any,  # kubernetes_asyncio's ApiClient (loaded untyped: kube/library.py)
         *,
         request_hook: RequestHook | None = None,
         timeout: float = 60.0,
