@@ -20,7 +20,10 @@ import dataclasses
 import enum
 import json
 import os
+import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -271,6 +274,31 @@ async def connect(
     return HttpKubeClient(api, request_hook=request_hook, timeout=timeout)
 
 
+def _session_for(configuration: Any) -> tuple[aiohttp.ClientSession, str | None]:
+    """An aiohttp session with the TLS settings of a loaded library ``Configuration``, and the
+    proxy to use: the kubeconfig's, else the environment's (``HTTPS_PROXY``/``NO_PROXY``),
+    looked up once here rather than for every request."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.disable_strict_ssl_verification:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=configuration.connection_pool_maxsize, ssl=context),
+        trust_env=False,
+        read_bufsize=2**21,  # one watch event can be a whole object of up to 1.5 MiB
+    )
+    proxy: str | None = configuration.proxy
+    if not proxy:
+        url = urllib.parse.urlsplit(configuration.host)
+        if not urllib.request.proxy_bypass(url.hostname or ""):
+            proxy = urllib.request.getproxies().get(url.scheme)
+    return session, proxy
+
+
 class HttpKubeClient:
     """``KubeClient`` over a kubernetes-asyncio ``ApiClient`` (made by ``connect``)."""
 
@@ -285,6 +313,7 @@ class HttpKubeClient:
         self._hook = request_hook
         self._timeout = timeout
         self.requests: collections.Counter[str] = collections.Counter()
+        self._session, self._proxy = _session_for(api.configuration)
 
     @property
     def host(self) -> str:
@@ -292,6 +321,7 @@ class HttpKubeClient:
         return str(self._api.configuration.host)
 
     async def close(self) -> None:
+        await self._session.close()
         await self._api.close()
 
     async def __aenter__(self) -> HttpKubeClient:
@@ -321,16 +351,37 @@ class HttpKubeClient:
     ) -> aiohttp.ClientResponse:
         """Send one request and return the response with its body unread."""
         start = time.monotonic()
+        # Straight to our own session: the library's call_api walks every body to "sanitize"
+        # it, and its session looks the proxy environment up again for every request.
+        api = self._api
+        configuration = api.configuration
+        headers = {
+            **api.default_headers,
+            "Accept": "application/json",
+            "Content-Type": content_type,
+        }
+        # The library's bearer token, refreshed by its hook when it expires (exec plugins).
+        bearer = (await configuration.auth_settings()).get("BearerToken")
+        if bearer:
+            headers["authorization"] = bearer["value"]
+        limit = self._timeout if timeout is None else timeout
+        arguments: dict[str, Any] = {
+            "params": builtins.list(query) or None,
+            "headers": headers,
+            "data": None if body is None else json.dumps(body),
+            "timeout": limit
+            if isinstance(limit, aiohttp.ClientTimeout)
+            else aiohttp.ClientTimeout(total=limit),
+        }
+        if self._proxy:
+            arguments["proxy"] = self._proxy
+            if configuration.proxy_headers:
+                arguments["proxy_headers"] = configuration.proxy_headers
+        if configuration.tls_server_name:
+            arguments["server_hostname"] = configuration.tls_server_name
         try:
-            response: aiohttp.ClientResponse = await self._api.call_api(
-                path,
-                method,
-                query_params=builtins.list(query),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self._timeout if timeout is None else timeout,
+            response: aiohttp.ClientResponse = await self._session.request(
+                method, configuration.host + path, **arguments
             )
         except k8s_exceptions.ApiException as exc:
             self._record(verb, resource, exc.status, start)
