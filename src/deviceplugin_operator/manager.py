@@ -177,10 +177,13 @@ class Controller:
         node = (obj.get("spec") or {}).get("nodeName")
         old_node = None if old is None else (old.get("spec") or {}).get("nodeName")
         if kind is informer.EventType.DELETED or node != old_node:
-            # Where a plugin runs decides the overlap condition of every resource of the
-            # kind, not only of the pod's own.
-            for other in self.reconciler.caches.plugins.list():
-                self.queue.add(objects.name(other))
+            # Where a plugin runs decides the overlap condition of the other resources with
+            # a plugin on the same node, not only of the pod's own.
+            pods = self.reconciler.caches.pods
+            for where in {node, old_node} - {None}:
+                for neighbour in pods.by_index(reconciler.POD_NODE, str(where)):
+                    if (other := self.reconciler.owner_of_pod(neighbour)) is not None:
+                        self.queue.add(other)
 
     async def work(self) -> None:
         while True:
@@ -251,7 +254,11 @@ class Manager:
             kube, resources.DAEMON_SETS, namespace=namespace, label_selector=selector
         )
         self.pods = informer.Informer(
-            kube, resources.PODS, namespace=namespace, label_selector=selector
+            kube,
+            resources.PODS,
+            namespace=namespace,
+            label_selector=selector,
+            indexers=reconciler.POD_INDEXERS,
         )
         self.recorder = events.Recorder(kube)
         self.plugin_informers: list[informer.Informer] = []

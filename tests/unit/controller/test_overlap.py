@@ -1,0 +1,89 @@
+"""The OverlappingNodeSelector condition: found through the pod cache's node and owner indexes
+(no walk over every pod), set on both resources whose plugins share a node, and cleared when
+one of the pods goes, through the neighbours of that node only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakes
+from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator.kube import objects, resources
+from polling import eventually_async
+
+GPU = devices.KINDS["gpu"]
+GPU_PLUGINS = resources.Resource.of(
+    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
+)
+NAMESPACE = "plugins"
+
+
+def plugin_pod(name: str, daemonset: dict[str, Any], node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"app": "intel-gpu-plugin"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": objects.name(daemonset),
+                    "uid": objects.uid(daemonset),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        "status": {"phase": "Running"},
+    }
+
+
+async def reason(kube: fakes.FakeKubeClient, name: str) -> str | None:
+    stored = await kube.get(GPU_PLUGINS, name)
+    for condition in (stored.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Degraded":
+            return str(condition["reason"])
+    return None
+
+
+async def test_plugins_sharing_a_node_degrade_both_and_recover_when_one_goes() -> None:
+    kube = fakes.FakeKubeClient()
+    for name in ("left", "right", "apart"):
+        await kube.create(GPU_PLUGINS, {"metadata": {"name": name}, "spec": {}})
+    config = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
+    mgr = manager.Manager(
+        config, manager.Options(health_probe_bind_address="0", webhook_port=0), kube
+    )
+    await mgr.start()
+    try:
+
+        async def daemonsets() -> dict[str, dict[str, Any]] | None:
+            found = {
+                objects.name(ds).removeprefix("intel-gpu-plugin-"): ds
+                for ds in kube.stored(resources.DAEMON_SETS)
+            }
+            return found if len(found) == 3 else None
+
+        made = await eventually_async(daemonsets, timeout=5, interval=0.01)
+        await kube.create(resources.PODS, plugin_pod("l", made["left"], "node-1"), NAMESPACE)
+        await kube.create(resources.PODS, plugin_pod("r", made["right"], "node-1"), NAMESPACE)
+        await kube.create(resources.PODS, plugin_pod("a", made["apart"], "node-2"), NAMESPACE)
+
+        async def both_overlap() -> bool:
+            found = [await reason(kube, name) for name in ("left", "right")]
+            return found == ["OverlappingNodeSelector"] * 2
+
+        await eventually_async(both_overlap, timeout=5, interval=0.01)
+        assert await reason(kube, "apart") != "OverlappingNodeSelector"
+
+        await kube.delete(resources.PODS, "r", NAMESPACE)
+
+        async def left_recovered() -> bool:
+            return await reason(kube, "left") != "OverlappingNodeSelector"
+
+        await eventually_async(left_recovered, timeout=5, interval=0.01)
+    finally:
+        await mgr.stop()
