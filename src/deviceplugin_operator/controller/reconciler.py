@@ -284,20 +284,11 @@ class Reconciler:
             owner = objects.controller_owner(ds) or {}
             if current is not None and objects.uid(current) == owner.get("uid"):
                 continue  # the resource exists: the cache was behind
-            where = f"{objects.namespace(ds)}/{objects.name(ds)}"
-            try:
-                await self.kube.delete(
-                    DAEMON_SETS,
-                    objects.name(ds),
-                    namespace=objects.namespace(ds),
-                    uid=objects.uid(ds),
+            if (where := await self._delete_exactly(ds)) is not None:
+                log.info(
+                    "Deleted DaemonSet of a deleted resource",
+                    extra={"kind": self.kind.kind, "resource": name, "daemonset": where},
                 )
-            except (errors.NotFound, errors.Conflict):
-                continue
-            log.info(
-                "Deleted DaemonSet of a deleted resource",
-                extra={"kind": self.kind.kind, "resource": name, "daemonset": where},
-            )
 
     def _left_by_earlier_incarnation(
         self, ds: objects.JsonObject, resource: objects.JsonObject
@@ -315,15 +306,7 @@ class Reconciler:
     async def _delete_stale(self, resource: objects.JsonObject, stale: objects.JsonObject) -> None:
         # Not left to the garbage collector: a resource deleted and created again would wait
         # for it (seconds to minutes when the collector is behind) behind a name conflict.
-        where = f"{objects.namespace(stale)}/{objects.name(stale)}"
-        try:
-            await self.kube.delete(
-                DAEMON_SETS,
-                objects.name(stale),
-                namespace=objects.namespace(stale),
-                uid=objects.uid(stale),
-            )
-        except errors.NotFound:
+        if (where := await self._delete_exactly(stale)) is None:
             return
         self.recorder.normal(
             resource, "DeletedStale", f"Deleted DaemonSet {where} of a deleted {self.kind.kind}"
@@ -336,18 +319,22 @@ class Reconciler:
     async def _delete_duplicate(
         self, resource: objects.JsonObject, duplicate: objects.JsonObject
     ) -> None:
-        where = f"{objects.namespace(duplicate)}/{objects.name(duplicate)}"
-        try:
-            await self.kube.delete(
-                DAEMON_SETS,
-                objects.name(duplicate),
-                namespace=objects.namespace(duplicate),
-                uid=objects.uid(duplicate),
-            )
-        except errors.NotFound:
+        if (where := await self._delete_exactly(duplicate)) is None:
             return
         self.recorder.normal(resource, "DeletedDuplicate", f"Deleted duplicate DaemonSet {where}")
         log.info("Deleted duplicate DaemonSet", extra={"kind": self.kind.kind, "daemonset": where})
+
+    async def _delete_exactly(self, ds: objects.JsonObject) -> str | None:
+        """Delete this very DaemonSet (UID precondition); where it was, or None when it was
+        gone already or replaced by another of the same name."""
+        where = f"{objects.namespace(ds)}/{objects.name(ds)}"
+        try:
+            await self.kube.delete(
+                DAEMON_SETS, objects.name(ds), namespace=objects.namespace(ds), uid=objects.uid(ds)
+            )
+        except (errors.NotFound, errors.Conflict):
+            return None
+        return where
 
     def _record_upgrades(self, resource: objects.JsonObject, upgrades: Iterable[str]) -> None:
         for message in upgrades:
