@@ -47,6 +47,7 @@ from deviceplugin_operator.controller import (
 )
 from deviceplugin_operator.controller.metrics import authorizing, recording, serving
 from deviceplugin_operator.kube import client, errors, objects, resources
+from deviceplugin_operator.reconcile import status
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ class Options:
     resync_period: float = 600.0
     """Seconds between re-reconciles of every resource from the cache."""
 
-    workers: int = 1
-    """Concurrent reconciles per kind."""
+    workers: int = 4
+    """Concurrent reconciles per kind (of different resources: a key is never reconciled
+    twice at once). More than controller-runtime's 1, so that a resource's change never
+    waits behind the status write of another one."""
 
     webhook_port: int = 9443
     """Port of the HTTPS admission server; 0 disables it."""
@@ -170,6 +173,14 @@ class Controller:
         obj: objects.JsonObject,
         old: objects.JsonObject | None,
     ) -> None:
+        if (
+            kind is informer.EventType.MODIFIED
+            and old is not None
+            and status.pod_inputs(obj) == status.pod_inputs(old)
+        ):
+            # Most pod updates (conditions, IPs, readiness, which the DaemonSet's status
+            # counts and its own event brings) change nothing the resource's status shows.
+            return
         owner = self.reconciler.owner_of_pod(obj)
         if owner is None:
             return

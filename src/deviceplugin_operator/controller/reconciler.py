@@ -90,6 +90,10 @@ class Reconciler:
         self.resource = resources.Resource.of(
             plugin.API_VERSION, kind.kind, kind.plural, namespaced=False
         )
+        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Per resource: the resourceVersion the cache held when its status was last written,
+        and that status. Until the cache moves past that version it cannot show the write,
+        and the same status is not written again."""
 
     # Mapping events of owned objects to resource names -----------------------------------
     def owner_of_daemonset(self, obj: objects.JsonObject) -> str | None:
@@ -119,6 +123,7 @@ class Reconciler:
         """
         resource = self.caches.plugins.get(name)
         if resource is None:
+            self._written.pop(name, None)
             await self._delete_orphans(name)
             return None
         if objects.metadata(resource).get("deletionTimestamp"):
@@ -364,16 +369,25 @@ class Reconciler:
             overlap=self._overlap_message(resource, current),
         )
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
+        name = objects.name(resource)
+        version = objects.resource_version(resource)
         if _same_status(previous_raw, wanted):
+            self._written.pop(name, None)
+            return
+        if self._written.get(name) == (version, wanted):
+            # Written already from this very cached version: the cache is behind our own
+            # write (the reconcile after a create, woken by the DaemonSet's ADDED event).
             return
         # Fields that disappeared (e.g. nodeNames when no pod runs) must be removed explicitly
         # in a merge patch.
         patch: dict[str, Any] = {key: None for key in previous_raw if key not in wanted}
         patch.update(wanted)
         try:
-            await self.kube.patch_status(self.resource, objects.name(resource), {"status": patch})
+            await self.kube.patch_status(self.resource, name, {"status": patch})
         except errors.NotFound:
+            self._written.pop(name, None)
             return
+        self._written[name] = (version, wanted)
 
     def _overlap_message(
         self, resource: objects.JsonObject, current: objects.JsonObject | None

@@ -184,6 +184,39 @@ def _transitioned(
     )
 
 
+def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What ``observed_status`` reads of ``pod``: two versions of a pod with equal inputs
+    give the same status, so a change of anything else (conditions, IPs, timestamps, the
+    readiness the DaemonSet's own status already counts) needs no reconcile."""
+    meta_ = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    waiting = tuple(
+        (
+            container.get("name"),
+            container.get("image"),
+            ((container.get("state") or {}).get("waiting") or {}).get("reason"),
+            ((container.get("state") or {}).get("waiting") or {}).get("message"),
+        )
+        for container in (
+            *status.get("initContainerStatuses", ()),
+            *status.get("containerStatuses", ()),
+        )
+        if (container.get("state") or {}).get("waiting")
+    )
+    owners = tuple(
+        (owner.get("controller"), owner.get("kind"), owner.get("uid"), owner.get("name"))
+        for owner in meta_.get("ownerReferences", ())
+    )
+    return (
+        meta_.get("name"),
+        owners,
+        _node_name(pod),
+        bool(meta_.get("deletionTimestamp")),
+        status.get("phase") in _FINISHED_PHASES,
+        waiting,
+    )
+
+
 def _controlled_by(pod: Mapping[str, Any], daemonset: Mapping[str, Any]) -> bool:
     ds_meta = daemonset.get("metadata", {})
     for owner in pod.get("metadata", {}).get("ownerReferences", ()):

@@ -1,0 +1,148 @@
+"""Work the latency benchmark showed to be wasted: a status written twice because the cache had
+not caught up with the first write, and reconciles for pod updates that change nothing the
+status shows (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import fakes
+from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator.controller import events, informer, reconciler
+from deviceplugin_operator.kube import objects, resources
+
+GPU = devices.KINDS["gpu"]
+GPU_PLUGINS = resources.Resource.of(
+    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
+)
+NAMESPACE = "plugins"
+CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
+
+
+def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
+    """Informers that are never started: the test fills their stores by hand."""
+    return reconciler.Caches(
+        plugins=informer.Informer(kube, GPU_PLUGINS),
+        daemonsets=informer.Informer(kube, resources.DAEMON_SETS, namespace=NAMESPACE),
+        pods=informer.Informer(
+            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
+        ),
+    )
+
+
+async def test_a_status_is_not_written_again_until_the_cache_shows_the_first_write() -> None:
+    kube = fakes.FakeKubeClient()
+    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    cached = caches(kube)
+    cached.plugins.store.upsert(copy.deepcopy(stored))
+    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+
+    await rec.reconcile("a")
+    assert kube.requests["create"] >= 1
+    created = kube.stored(resources.DAEMON_SETS)[0]
+    cached.daemonsets.store.upsert(copy.deepcopy(created))
+    kube.reset_counts()
+
+    # Woken by the DaemonSet's ADDED event before the resource's own MODIFIED event arrived:
+    # the cached resource still has no status, the one just written is not written again.
+    await rec.reconcile("a")
+    assert kube.writes == 0
+
+    # The cache catches up: still nothing to write.
+    current = await kube.get(GPU_PLUGINS, "a")
+    cached.plugins.store.upsert(copy.deepcopy(current))
+    await rec.reconcile("a")
+    assert kube.writes == 0
+
+    # Someone else changes the status: the cache moves past it, and it is written again.
+    changed = copy.deepcopy(current)
+    changed["status"]["numberReady"] = 7
+    changed["metadata"]["resourceVersion"] = "999"
+    cached.plugins.store.upsert(changed)
+    await rec.reconcile("a")
+    assert kube.requests["patch"] == 1
+
+
+def plugin_pod(owner: dict[str, Any], node: str | None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "namespace": NAMESPACE,
+            "resourceVersion": "1",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": objects.name(owner),
+                    "uid": objects.uid(owner),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": node} if node else {},
+        "status": {"phase": "Pending"},
+    }
+
+
+def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
+    kube = fakes.FakeKubeClient()
+    cached = caches(kube)
+    ds = {
+        "metadata": {
+            "name": "intel-gpu-plugin-a",
+            "namespace": NAMESPACE,
+            "uid": "ds-uid",
+            "ownerReferences": [
+                {
+                    "apiVersion": "deviceplugin.intel.com/v1",
+                    "kind": "GpuDevicePlugin",
+                    "name": "a",
+                    "uid": "cr-uid",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+    cached.daemonsets.store.upsert(ds)
+    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    controller = manager.Controller(rec, 1)
+    modified = informer.EventType.MODIFIED
+
+    def queued_by(new: dict[str, Any], old: dict[str, Any] | None, kind: Any = modified) -> bool:
+        before = controller.queue.adds_total
+        controller.on_pod(kind, new, old)
+        added = controller.queue.adds_total > before
+        controller.queue.reopen()
+        return added
+
+    pending = plugin_pod(ds, None)
+    assert queued_by(pending, None, informer.EventType.ADDED)
+    scheduled = plugin_pod(ds, "node-1")
+    assert queued_by(scheduled, pending)
+
+    running = copy.deepcopy(scheduled)
+    running["status"] = {
+        "phase": "Running",
+        "podIP": "10.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{"name": "c", "image": "x", "state": {"running": {}}}],
+    }
+    assert not queued_by(running, scheduled)  # readiness: the DaemonSet's status counts it
+
+    crashing = copy.deepcopy(running)
+    crashing["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}
+    }
+    assert queued_by(crashing, running)
+
+    failed = copy.deepcopy(running)
+    failed["status"]["phase"] = "Failed"
+    assert queued_by(failed, running)
+
+    going = copy.deepcopy(running)
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert queued_by(going, running)
+    assert queued_by(going, going, informer.EventType.DELETED)
