@@ -148,7 +148,9 @@ async def test_metrics_after_a_reconcile_use_controller_runtime_names(
         assert found[("deviceplugin_operator_desired_pods", labels)] == nodes
         success = ("controller_runtime_reconcile_total", controller | {("result", "success")})
         assert found[success] >= 1
-        assert found[("controller_runtime_max_concurrent_reconciles", controller)] == 1
+        assert found[("controller_runtime_max_concurrent_reconciles", controller)] == (
+            manager.Options().workers
+        )
         queue = frozenset({("name", "gpudeviceplugin"), ("controller", "gpudeviceplugin")})
         assert found[("workqueue_adds_total", queue)] >= 1
         lease = frozenset({("name", "d1c7b6d5.intel.com")})
