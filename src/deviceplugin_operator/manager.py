@@ -270,6 +270,7 @@ class Manager:
             namespace=namespace,
             label_selector=selector,
             indexers=reconciler.POD_INDEXERS,
+            transform=status.pod_essentials,
         )
         self.recorder = events.Recorder(kube)
         self.plugin_informers: list[informer.Informer] = []

@@ -16,13 +16,16 @@ import datetime
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING
 
 from deviceplugin_operator.kube import client, errors, objects, resources
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography (~8 MiB resident) is imported by the functions that use it: an operator whose
+# certificates are mounted (cert-manager, OpenShift) never loads it.
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +46,22 @@ class Bundle:
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - lazy: see above
+
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - lazy: see above
+
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
 def _sans(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -66,6 +75,11 @@ def issue(
     hosts: Sequence[str], now: datetime.datetime, ca: tuple[bytes, bytes] | None = None
 ) -> Bundle:
     """A serving certificate for ``hosts`` signed by ``ca`` (cert, key PEM), or by a new CA."""
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - lazy: see above
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - lazy: see above
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415 - lazy: see above
+
     if ca is None:
         ca_key = _key()
         ca_name = x509.Name(
@@ -122,6 +136,8 @@ def issue(
 
 def needs_renewal(bundle: Bundle, hosts: Sequence[str], now: datetime.datetime) -> bool:
     """Whether the serving certificate is near expiry, broken, or lacks one of ``hosts``."""
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+
     try:
         cert = x509.load_pem_x509_certificate(bundle.cert)
         ca = x509.load_pem_x509_certificate(bundle.ca_cert)
@@ -242,6 +258,8 @@ class SelfManaged:
 
 
 def _ca_expiring(bundle: Bundle, now: datetime.datetime) -> bool:
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+
     try:
         ca = x509.load_pem_x509_certificate(bundle.ca_cert)
     except ValueError:

@@ -10,7 +10,8 @@ never stops on its own.
 
 Scope is set server-side (namespace, label and field selectors) so that memory follows what the
 operator owns, not the size of the cluster; ``metadata.managedFields``, often the largest part
-of an object, is dropped before storing. An optional periodic resync re-delivers every cached
+of an object, is dropped before storing, and an optional ``transform`` keeps only the fields
+the cache's readers use. An optional periodic resync re-delivers every cached
 object to the handlers (``RESYNC``) without any API request.
 
 Handlers are plain callables, called in the informer's task; they should only look at the
@@ -73,6 +74,7 @@ class Informer:
         resync_period: float | None = None,
         watch_timeout: float = 300.0,
         retry: backoff.Backoff | None = None,
+        transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -84,6 +86,9 @@ class Informer:
         self.watch_timeout = watch_timeout
         """Seconds a watch lasts at least; each one asks for this plus up to 100 % jitter."""
         self.retry = retry or backoff.Backoff()
+        self.transform = transform
+        """Applied to every object before it is stored and handed to handlers (client-go's
+        TransformFunc): keeps only what the readers of the cache need."""
         self._handlers: builtins.list[Handler] = []
         self._synced = asyncio.Event()
         self._resource_version = ""
@@ -208,7 +213,7 @@ class Informer:
             self.relists += 1
         listed: dict[str, objects.JsonObject] = {}
         for item in listing.items:
-            listed[objects.key(item)] = strip(item)
+            listed[objects.key(item)] = self._trimmed(item)
         for key in sorted(set(self.store.keys()).difference(listed)):
             old = self.store.remove(key)
             if old is not None:
@@ -252,7 +257,7 @@ class Informer:
             if version:
                 self._resource_version = version
             return
-        strip(obj)
+        obj = self._trimmed(obj)
         if event.type == client.WatchEventType.DELETED:
             old = self.store.remove(objects.key(obj))
             self._notify(EventType.DELETED, obj, old)
@@ -261,6 +266,10 @@ class Informer:
             self._notify(EventType.ADDED if old is None else EventType.MODIFIED, obj, old)
         if version:
             self._resource_version = version
+
+    def _trimmed(self, obj: objects.JsonObject) -> objects.JsonObject:
+        strip(obj)
+        return obj if self.transform is None else self.transform(obj)
 
     async def _resync_forever(self, period: float) -> None:
         while True:

@@ -184,6 +184,46 @@ def _transitioned(
     )
 
 
+def pod_essentials(pod: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` reduced to what ``observed_status``, ``pod_inputs`` and a cache keyed and
+    indexed by name, owner and node read of it: the rest of a pod (spec, conditions, labels,
+    annotations) is most of its size, and the operator caches one per plugin node."""
+    meta_ = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    essentials: dict[str, Any] = {
+        "apiVersion": pod.get("apiVersion", "v1"),
+        "kind": pod.get("kind", "Pod"),
+        "metadata": {
+            key: meta_[key]
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "ownerReferences",
+                "deletionTimestamp",
+            )
+            if key in meta_
+        },
+        "spec": {"nodeName": node} if (node := _node_name(pod)) else {},
+        "status": {"phase": status["phase"]} if "phase" in status else {},
+    }
+    for field in ("initContainerStatuses", "containerStatuses"):
+        if field in status:
+            essentials["status"][field] = [
+                _container_essentials(container) for container in status[field] or ()
+            ]
+    return essentials
+
+
+def _container_essentials(container: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {key: container[key] for key in ("name", "image") if key in container}
+    waiting = (container.get("state") or {}).get("waiting")
+    if waiting:
+        kept["state"] = {"waiting": waiting}
+    return kept
+
+
 def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
     """What ``observed_status`` reads of ``pod``: two versions of a pod with equal inputs
     give the same status, so a change of anything else (conditions, IPs, timestamps, the

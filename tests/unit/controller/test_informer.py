@@ -151,6 +151,27 @@ async def test_managed_fields_are_stripped_from_listed_and_watched_objects(
     assert "managedFields" in kube.stored(CM)[0]["metadata"], "the server's copy is untouched"
 
 
+async def test_a_transform_trims_listed_watched_and_deleted_objects(
+    kube: fakes.FakeKubeClient, started: Callable[..., informer.Informer]
+) -> None:
+    def trim(obj: objects.JsonObject) -> objects.JsonObject:
+        assert "managedFields" not in obj["metadata"], "stripped first"
+        return {"metadata": obj["metadata"], "kept": obj["data"]["v"]}
+
+    await kube.create(CM, config_map("listed"))
+    recorder = Recorder()
+    inf = started(transform=trim, handler=recorder)
+    await asyncio.wait_for(inf.wait_synced(), TIMEOUT)
+    await until(lambda: kube.open_watches == 1)
+    await kube.create(CM, config_map("watched"))
+    await kube.delete(CM, "listed", NS)
+    await until(lambda: len(recorder.events) == 3)
+    assert inf.list() == [{"metadata": inf.list()[0]["metadata"], "kept": "1"}]
+    handed: list[objects.JsonObject] = []
+    inf.add_handler(lambda kind, obj, old: handed.append(obj))
+    assert "data" not in handed[0]
+
+
 async def test_expired_watch_relists_and_reports_what_changed_during_the_gap(
     kube: fakes.FakeKubeClient, started: Callable[..., informer.Informer]
 ) -> None:

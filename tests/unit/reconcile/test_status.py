@@ -284,3 +284,51 @@ def test_status_round_trips_through_the_wire() -> None:
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         status.observed_status(None, [], generation=1, now=datetime.datetime(2026, 1, 1))
+
+
+def _rich(base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with what a real pod carries and the status never reads."""
+    rich = {**base, "metadata": {**base["metadata"]}, "spec": {**(base.get("spec") or {})}}
+    rich["metadata"].update(
+        labels={"app": "intel-gpu-plugin", "controller-revision-hash": "abc"},
+        annotations={"a": "b" * 500},
+        creationTimestamp="2026-07-01T00:00:00Z",
+    )
+    rich["spec"].update(containers=[{"name": "c", "image": "x", "args": ["-v", "4"] * 50}])
+    rich["status"] = {
+        **rich["status"],
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "podIP": "10.0.0.1",
+    }
+    for field in ("containerStatuses", "initContainerStatuses"):
+        for container in rich["status"].get(field, ()):
+            container.update(ready=False, restartCount=3, imageID="sha256:" + "0" * 64)
+    return rich
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        pod("a", "node-a"),
+        pod("b", None, phase="Pending"),
+        pod("c", "node-c", deleting=True),
+        pod("d", "node-d", phase="Failed"),
+        pod("e", "node-e", waiting="CrashLoopBackOff"),
+        pod("f", "node-f", init_waiting="ImagePullBackOff"),
+        pod("g", "node-g", owner_uid="other"),
+    ],
+)
+def test_pod_essentials_keep_everything_the_status_reads(base: dict[str, Any]) -> None:
+    full = _rich(base)
+    trimmed = status.pod_essentials(full)
+    assert len(repr(trimmed)) < len(repr(full)) / 2
+    assert status.pod_inputs(trimmed) == status.pod_inputs(full)
+    for name in ("name", "namespace", "resourceVersion", "ownerReferences"):
+        assert trimmed["metadata"].get(name) == full["metadata"].get(name)
+
+    def observed(pods: list[dict[str, Any]]) -> Any:
+        return status.observed_status(
+            daemonset(desired=1, ready=0), pods, generation=2, now=NOW
+        ).model_dump()
+
+    assert observed([trimmed]) == observed([full])
