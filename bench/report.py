@@ -29,6 +29,18 @@ TABLES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     ),
     "api_efficiency": (None, ("requests_per_min", "writes_per_min", "api_requests", "api_writes")),
     "memory": ("level", ("rss_mib", "rss_mib_peak", "plugin_pods", "unrelated_pods", "nodes")),
+    "admission_latency": (
+        "case",
+        (
+            "p50_ms",
+            "p99_ms",
+            "failures",
+            "webhook_calls",
+            "webhook_mean_ms",
+            "webhook_share_under_5ms",
+            "webhook_share_under_25ms",
+        ),
+    ),
 }
 
 
@@ -88,7 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args(argv)
     directory = pathlib.Path(args.results)
-    for name in ("startup", "reconcile_latency", "convergence", "api_efficiency", "memory"):
+    for name in (
+        "startup",
+        "reconcile_latency",
+        "admission_latency",
+        "convergence",
+        "api_efficiency",
+        "memory",
+    ):
         path = directory / f"{name}.json"
         if not path.exists():
             continue

@@ -54,7 +54,7 @@ RATIO_FIGURES: dict[str, tuple[tuple[str, ...], str | None]] = {
     ),
     "api_efficiency": (("requests_per_min", "writes_per_min"), None),
     "memory": (("rss_mib", "rss_mib_peak"), "level"),
-    "admission_latency": (("p50_ms", "p99_ms"), "case"),
+    "admission_latency": (("p50_ms", "p99_ms", "webhook_mean_ms"), "case"),
 }
 
 

@@ -105,3 +105,33 @@ def test_floor_renders_an_owned_daemonset_from_the_resource() -> None:
 def test_cpu_seconds_of_this_process_is_positive_and_of_a_missing_one_zero() -> None:
     assert impls.cpu_seconds(os.getpid()) > 0
     assert impls.cpu_seconds(2**22 + 12345) == 0.0
+
+
+def test_webhook_histograms_of_the_apiserver_become_per_run_figures() -> None:
+    from bench import admission
+
+    def scrape(fast: int, slow: int, total_s: float) -> str:
+        metric = admission.WEBHOOK_METRIC
+        labels = 'name="vgpu.kb.io",operation="CREATE",rejected="false",type="validating"'
+        return "\n".join(
+            [
+                f"# HELP {metric} ...",
+                f'{metric}_bucket{{{labels},le="0.005"}} {fast}',
+                f'{metric}_bucket{{{labels},le="0.025"}} {fast + slow}',
+                f'{metric}_bucket{{{labels},le="+Inf"}} {fast + slow}',
+                f"{metric}_sum{{{labels}}} {total_s}",
+                f"{metric}_count{{{labels}}} {fast + slow}",
+                'other_metric{name="x"} 1',
+            ]
+        )
+
+    before = admission.webhook_histograms(scrape(10, 0, 0.02))
+    after = admission.webhook_histograms(scrape(100, 10, 0.32))
+    assert list(before) == [("vgpu.kb.io", "validating")]
+    assert admission.webhook_figures(before, after) == {
+        "webhook_calls": 100,
+        "webhook_mean_ms": 3.0,
+        "webhook_share_under_5ms": 0.9,
+        "webhook_share_under_25ms": 1.0,
+    }
+    assert admission.webhook_figures(after, after) == {}
