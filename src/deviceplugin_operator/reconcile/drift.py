@@ -67,11 +67,16 @@ def matches(desired: Any, live: Any, path: Path = ()) -> bool:
 def overlay(live: dict[str, Any], desired: dict[str, Any], path: Path = ()) -> dict[str, Any]:
     """The object to write: ``live`` with the rendered fields of ``desired`` laid over it."""
     result = copy.deepcopy(live)
+    _lay_over(result, desired, path)
+    return result
+
+
+def _lay_over(target: dict[str, Any], desired: dict[str, Any], path: Path) -> None:
+    # ``target`` is already a copy: nested maps are changed in place, never copied again.
     for key, value in desired.items():
         child = (*path, key)
-        current = result.get(key)
+        current = target.get(key)
         if isinstance(value, dict) and isinstance(current, dict) and child not in EXACT_MAPS:
-            result[key] = overlay(current, value, child)
+            _lay_over(current, value, child)
         else:
-            result[key] = copy.deepcopy(value)
-    return result
+            target[key] = copy.deepcopy(value)
