@@ -262,7 +262,11 @@ class Manager:
         selector = plugin_label_selector(config.devices)
         namespace = config.plugin_namespace
         self.daemonsets = informer.Informer(
-            kube, resources.DAEMON_SETS, namespace=namespace, label_selector=selector
+            kube,
+            resources.DAEMON_SETS,
+            namespace=namespace,
+            label_selector=selector,
+            indexers=reconciler.DAEMONSET_INDEXERS,
         )
         self.pods = informer.Informer(
             kube,

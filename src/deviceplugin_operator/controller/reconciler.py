@@ -25,7 +25,7 @@ import pydantic
 
 from deviceplugin_operator import devices, settings
 from deviceplugin_operator.api import meta, plugin
-from deviceplugin_operator.controller import events, informer
+from deviceplugin_operator.controller import cache, events, informer
 from deviceplugin_operator.kube import client, errors, objects, resources
 from deviceplugin_operator.reconcile import daemonset, drift, images, status
 
@@ -54,6 +54,9 @@ def pod_node(pod: objects.JsonObject) -> list[str]:
     return [str(node)] if node else []
 
 
+DAEMONSET_INDEXERS = {cache.CONTROLLER_UID: cache.by_controller_uid}
+"""What a reconcile finds its DaemonSets by: the UID of the controlling resource."""
+
 POD_INDEXERS = {POD_OWNER: pod_owner_uid, POD_NODE: pod_node}
 """What a reconcile looks pods up by: never a walk over every cached pod, which made each
 reconcile cost O(pods) and convergence O(pods²) with thousands of plugin pods."""
@@ -61,7 +64,8 @@ reconcile cost O(pods) and convergence O(pods²) with thousands of plugin pods."
 
 @dataclasses.dataclass(frozen=True)
 class Caches:
-    """The informers a reconciler reads: its kind's resources, DaemonSets and plugin pods."""
+    """The informers a reconciler reads: its kind's resources, DaemonSets and plugin pods,
+    the latter two with ``DAEMONSET_INDEXERS`` and ``POD_INDEXERS``."""
 
     plugins: informer.Informer
     daemonsets: informer.Informer
@@ -197,12 +201,7 @@ class Reconciler:
         return None
 
     def _owned_daemonsets(self, uid: str) -> list[objects.JsonObject]:
-        owned = []
-        for ds in self.caches.daemonsets.list():
-            owner = objects.controller_owner(ds)
-            if owner and owner.get("uid") == uid:
-                owned.append(ds)
-        return sorted(owned, key=objects.name)
+        return sorted(self.caches.daemonsets.by_index(cache.CONTROLLER_UID, uid), key=objects.name)
 
     async def _apply(
         self,

@@ -24,7 +24,12 @@ def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
     """Informers that are never started: the test fills their stores by hand."""
     return reconciler.Caches(
         plugins=informer.Informer(kube, GPU_PLUGINS),
-        daemonsets=informer.Informer(kube, resources.DAEMON_SETS, namespace=NAMESPACE),
+        daemonsets=informer.Informer(
+            kube,
+            resources.DAEMON_SETS,
+            namespace=NAMESPACE,
+            indexers=reconciler.DAEMONSET_INDEXERS,
+        ),
         pods=informer.Informer(
             kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
         ),
