@@ -106,7 +106,7 @@ def write_all(
             )
     if records.get("convergence"):
         for figure in ("converge_s", "cpu_s"):
-            groups, values = _table(records["convergence"], "resources", figure)
+            groups, values = _table(records["convergence"], "point", figure)
             written.append(
                 _bars(
                     out / f"convergence_{figure}.png", f"Convergence {figure}", "s", groups, values

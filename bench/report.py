@@ -16,8 +16,10 @@ TABLES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "startup": (None, ("first_daemonset_ms", "readyz_ms", "rss_mib_at_first_daemonset")),
     "reconcile_latency": ("operation", ("p50_ms", "p99_ms", "pooled_p50_ms", "pooled_p99_ms")),
     "convergence": (
-        None,
+        "point",
         (
+            "plugin_pods",
+            "converged_resources",
             "converge_s",
             "daemonsets_ready_s",
             "status_lag_p50_ms",
@@ -53,6 +55,10 @@ def _value(rec: Mapping[str, Any], key: str) -> str:
     return str(value)
 
 
+def _label(key: Any) -> str:
+    return "-" if key is None else str(key)
+
+
 def table(document: Mapping[str, Any]) -> str:
     group, columns = TABLES.get(document["scenario"], (None, ()))
     records: Sequence[Mapping[str, Any]] = document["results"]
@@ -70,7 +76,9 @@ def table(document: Mapping[str, Any]) -> str:
                     continue
                 if group and rec["parameters"].get(group) != key:
                     continue
-                cells = ([str(key)] if group else []) + [impl] + [_value(rec, c) for c in columns]
+                cells = (
+                    ([_label(key)] if group else []) + [impl] + [_value(rec, c) for c in columns]
+                )
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -87,7 +95,7 @@ def ratio_table(document: Mapping[str, Any]) -> str:
         rows.setdefault(key, {})[entry["peer"]] = entry["this_over_peer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (key, figure), peers in rows.items():
-        cells = [str(key)] if group else []
+        cells = [_label(key)] if group else []
         cells += [figure] + [
             "-" if peers.get(p) is None else f"{peers[p]:.2f}" for p in ("reference", "floor")
         ]

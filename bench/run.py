@@ -50,7 +50,7 @@ RATIO_FIGURES: dict[str, tuple[tuple[str, ...], str | None]] = {
             "rss_mib_converged",
             "rss_mib_after_steady",
         ),
-        None,
+        "point",
     ),
     "api_efficiency": (("requests_per_min", "writes_per_min"), None),
     "memory": (("rss_mib", "rss_mib_peak"), "level"),
@@ -297,11 +297,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if current is None or field == "name":
             print(f"--set: unknown size field {field!r}", file=sys.stderr)
             return 2
-        parsed: Any = (
-            tuple(int(v) for v in value.split(",") if v)
-            if isinstance(current, tuple)
-            else type(current)(value)
-        )
+        try:
+            parsed: Any = (
+                scenarios.parse_grid(value)
+                if field == "convergence_grid"
+                else tuple(int(v) for v in value.split(",") if v)
+                if isinstance(current, tuple)
+                else type(current)(value)
+            )
+        except ValueError as error:
+            print(f"--set {field}: {error}", file=sys.stderr)
+            return 2
         size = dataclasses.replace(size, **{field: parsed})
     names = [n.strip() for n in args.implementations.split(",") if n.strip()]
     implementations = [impls.ALL[n] for n in names]

@@ -62,6 +62,29 @@ class Size:
     memory_settle: float
     convergence_timeout: float = 300
     admission_seconds: float = 10.0
+    # (N nodes, K resources per kind) points of the convergence scenario; () = (nodes, crs_per_kind)
+    convergence_grid: tuple[tuple[int, int], ...] = ()
+
+    def grid(self) -> tuple[tuple[int, int], ...]:
+        return self.convergence_grid or ((self.nodes, self.crs_per_kind),)
+
+
+def parse_grid(text: str) -> tuple[tuple[int, int], ...]:
+    """``"100x1,1000x10"`` -> ((100, 1), (1000, 10)): the form of ``--set convergence_grid=``."""
+    points = []
+    for item in text.split(","):
+        nodes, sep, per_kind = item.strip().lower().partition("x")
+        if not sep or not nodes.isdigit() or not per_kind.isdigit():
+            raise ValueError(f"convergence grid point {item!r} is not NODESxRESOURCES, e.g. 100x10")
+        if int(nodes) < int(per_kind) or int(per_kind) < 1:
+            raise ValueError(f"convergence grid point {item!r}: need 1 <= resources <= nodes")
+        points.append((int(nodes), int(per_kind)))
+    return tuple(points)
+
+
+def node_group(index: int, nodes: int, per_kind: int) -> str:
+    """The group label of ``bench-node-<index>`` at a grid point: g<index mod K>, or idle."""
+    return f"g{index % per_kind}" if index < nodes else "idle"
 
 
 SIZES = {
@@ -107,6 +130,7 @@ SIZES = {
         memory_settle=30,
         convergence_timeout=1200,
         admission_seconds=30.0,
+        convergence_grid=((100, 1), (100, 10), (1000, 1), (1000, 10)),
     ),
 }
 
@@ -166,16 +190,12 @@ class Bench:
         self.api: kube.Api | None = None
         self.notes: dict[str, list[str]] = {}
         self.this_source: pathlib.Path | None = None
+        # how bench-node-* are labelled now: (N grouped nodes, K groups), see node_group
+        self.grouping: tuple[int, int] = size.grid()[0]
 
     # Cluster ---------------------------------------------------------------------------
     def node_specs(self, count: int) -> list[lc_nodes.NodeSpec]:
-        groups = self.size.crs_per_kind
-        specs = [
-            lc_nodes.NodeSpec(
-                f"bench-node-{i}", {**lc_nodes.INTEL_LABELS, GROUP_LABEL: f"g{i % groups}"}
-            )
-            for i in range(count)
-        ]
+        specs = self._group_specs(count)
         specs += [
             lc_nodes.NodeSpec(
                 f"bench-latency-{i}", {**lc_nodes.INTEL_LABELS, LATENCY_LABEL: f"l{i}"}
@@ -195,17 +215,53 @@ class Bench:
             f"Control plane with {self.size.nodes} nodes ready in {time.monotonic() - started:.0f}s"
         )
 
-    def add_nodes(self, total: int) -> None:
-        specs = [
+    def _group_specs(self, count: int) -> list[lc_nodes.NodeSpec]:
+        nodes, per_kind = self.grouping
+        return [
             lc_nodes.NodeSpec(
                 f"bench-node-{i}",
-                {**lc_nodes.INTEL_LABELS, GROUP_LABEL: f"g{i % self.size.crs_per_kind}"},
+                {**lc_nodes.INTEL_LABELS, GROUP_LABEL: node_group(i, nodes, per_kind)},
             )
-            for i in range(total)
+            for i in range(count)
         ]
+
+    def add_nodes(self, total: int) -> None:
+        specs = self._group_specs(total)
         api = self.cluster.api()
         lc_nodes.ensure(api, specs)
         lc_nodes.wait_ready(api, [s.name for s in specs], timeout=600)
+
+    async def regroup(self, nodes: int, per_kind: int) -> int:
+        """Label the first ``nodes`` bench nodes into ``per_kind`` groups, the rest idle.
+
+        Adds nodes when the cluster has fewer; returns how many node labels were changed.
+        """
+        self.grouping = (nodes, per_kind)
+        if await self.count_bench_nodes() < nodes:
+            await asyncio.to_thread(self.add_nodes, nodes)
+        listing = await self.kapi.get("/api/v1/nodes") or {}
+        changes = []
+        for item in listing.get("items", []):
+            name = item["metadata"]["name"]
+            if not name.startswith("bench-node-"):
+                continue
+            wanted = node_group(int(name.removeprefix("bench-node-")), nodes, per_kind)
+            if (item["metadata"].get("labels") or {}).get(GROUP_LABEL) != wanted:
+                changes.append((name, wanted))
+        limit = asyncio.Semaphore(16)
+
+        async def label(name: str, wanted: str) -> None:
+            async with limit:
+                await self.kapi.merge_patch(
+                    f"/api/v1/nodes/{name}", {"metadata": {"labels": {GROUP_LABEL: wanted}}}
+                )
+
+        await asyncio.gather(*(label(n, w) for n, w in changes))
+        return len(changes)
+
+    async def count_bench_nodes(self) -> int:
+        listing = await self.kapi.get("/api/v1/nodes", labelSelector=GROUP_LABEL) or {}
+        return len(listing.get("items", []))
 
     def down(self) -> None:
         self.cluster.down()
@@ -428,12 +484,12 @@ async def _latency_run(bench: Bench, mirror: kube.Mirror, ops: int) -> dict[str,
 
 
 # 2. Convergence at scale (+ 4. API efficiency in the steady state that follows) -------------
-def convergence_resources(size: Size) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+def convergence_resources(per_kind: int) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
     """(plural, body, group selector) for 8 kinds x K resources, group j on nodes i%K == j."""
     result = []
     for plural in PLURALS:
         base = sample(plural)
-        for j in range(size.crs_per_kind):
+        for j in range(per_kind):
             body = copy.deepcopy(base)
             body["metadata"] = {"name": f"{base['metadata']['name']}-{j}"}
             selector = {**(body["spec"].get("nodeSelector") or {}), GROUP_LABEL: f"g{j}"}
@@ -443,9 +499,37 @@ def convergence_resources(size: Size) -> list[tuple[str, dict[str, Any], dict[st
 
 
 async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Records of ``convergence`` and of ``api_efficiency`` (the first run's steady state)."""
+    """Records of ``convergence`` (one per grid point and peer) and of ``api_efficiency``.
+
+    The steady state is measured once, after the first run at the last (largest) grid point.
+    """
     size = bench.size
-    resources = convergence_resources(size)
+    peers = [i for i in bench.implementations if i.kinds == "all"]
+    conv_records: list[dict[str, Any]] = []
+    api_records: list[dict[str, Any]] = []
+    grid = size.grid()
+    for index, (nodes, per_kind) in enumerate(grid):
+        changed = await bench.regroup(nodes, per_kind)
+        say(f"convergence at {nodes} nodes x {per_kind} per kind ({changed} node labels changed)")
+        records, steady = await _convergence_point(
+            bench, peers, nodes, per_kind, measure_steady=index == len(grid) - 1, shift=index
+        )
+        conv_records += records
+        api_records += steady
+    return conv_records, api_records
+
+
+async def _convergence_point(
+    bench: Bench,
+    peers: list[impls.Implementation],
+    nodes: int,
+    per_kind: int,
+    *,
+    measure_steady: bool,
+    shift: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    size = bench.size
+    resources = convergence_resources(per_kind)
     listing = await bench.kapi.get("/api/v1/nodes") or {}
     node_labels = [item["metadata"].get("labels") or {} for item in listing.get("items", [])]
     expected = {
@@ -455,11 +539,12 @@ async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str
         for _, body, selector in resources
     }
     ds_expected = {_ds_name(p, b): expected[b["metadata"]["name"]] for p, b, _ in resources}
-    peers = [i for i in bench.implementations if i.kinds == "all"]
+    point = f"{nodes}x{per_kind}"
     conv: dict[str, list[dict[str, Any]]] = {i.name: [] for i in peers}
     steady: dict[str, dict[str, Any]] = {}
     for run in range(size.convergence_runs):
-        for impl in rotate(peers, run):
+        # rotate by grid point too, so that with one run per point no peer always goes first
+        for impl in rotate(peers, run + shift):
             await bench.clean()
             mirrors = {
                 p: await kube.Mirror(bench.kapi, kube.plural_path(p)).start() for p in PLURALS
@@ -500,8 +585,9 @@ async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str
                 if stalled:
                     bench.note(
                         "convergence",
-                        f"{impl.name} run {run}: {len(stalled)} resources not READY == DESIRED "
-                        f"after {size.convergence_timeout:.0f}s, e.g. {stalled[:3]}",
+                        f"{point} {impl.name} run {run}: {len(stalled)} resources not "
+                        f"READY == DESIRED after {size.convergence_timeout:.0f}s, "
+                        f"e.g. {stalled[:3]}",
                     )
                 lags = [
                     mirrors[p].first_true[b["metadata"]["name"]]
@@ -525,8 +611,8 @@ async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str
                     "cpu_s": round(running.cpu_s() - cpu0, 3),
                     "rss_mib_converged": round(running.rss_mib(), 1),
                 }
-                say(f"convergence {impl.name} run {run}: " + _short(figures))
-                if run == 0 and size.steady_seconds > 0:
+                say(f"convergence {point} {impl.name} run {run}: " + _short(figures))
+                if measure_steady and run == 0 and size.steady_seconds > 0:
                     steady[impl.name] = await _steady_state(bench, running, size.steady_seconds)
                     figures["rss_mib_after_steady"] = round(running.rss_mib(), 1)
                 conv[impl.name].append(figures)
@@ -537,9 +623,10 @@ async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str
                 await bench.stop(running)
     await bench.clean()
     parameters = {
-        "nodes": size.nodes,
+        "point": point,
+        "nodes": nodes,
         "kinds": len(PLURALS),
-        "resources_per_kind": size.crs_per_kind,
+        "resources_per_kind": per_kind,
         "resources": len(resources),
         "plugin_pods": sum(expected.values()),
         "runs": size.convergence_runs,
@@ -564,7 +651,7 @@ async def convergence(bench: Bench) -> tuple[list[dict[str, Any]], list[dict[str
             "api_efficiency",
             impl,
             {
-                "nodes": size.nodes,
+                "nodes": nodes,
                 "resources": len(resources),
                 "plugin_pods": sum(expected.values()),
                 "window_s": size.steady_seconds,

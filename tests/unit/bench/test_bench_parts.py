@@ -28,7 +28,7 @@ def test_rotation_changes_who_goes_first() -> None:
 
 def test_convergence_resources_split_the_nodes_into_disjoint_groups() -> None:
     size = scenarios.SIZES["full"]
-    resources = scenarios.convergence_resources(size)
+    resources = scenarios.convergence_resources(size.crs_per_kind)
     assert len(resources) == 8 * size.crs_per_kind
     names = {body["metadata"]["name"] for _, body, _ in resources}
     assert len(names) == len(resources)
@@ -135,3 +135,20 @@ def test_webhook_histograms_of_the_apiserver_become_per_run_figures() -> None:
         "webhook_share_under_25ms": 1.0,
     }
     assert admission.webhook_figures(after, after) == {}
+
+
+def test_convergence_grid_points_are_parsed_and_checked() -> None:
+    assert scenarios.parse_grid("100x1, 1000X10") == ((100, 1), (1000, 10))
+    for bad in ("100", "x10", "10x100", "100x0", "ax1"):
+        with pytest.raises(ValueError, match="convergence grid point"):
+            scenarios.parse_grid(bad)
+    assert scenarios.SIZES["quick"].grid() == ((100, 1),)
+    assert scenarios.SIZES["full"].grid() == ((100, 1), (100, 10), (1000, 1), (1000, 10))
+
+
+def test_node_groups_give_each_resource_n_over_k_nodes_and_leave_the_rest_idle() -> None:
+    for nodes, per_kind in ((100, 1), (100, 10), (1000, 10)):
+        labels = [scenarios.node_group(i, nodes, per_kind) for i in range(1000)]
+        for j in range(per_kind):
+            assert labels.count(f"g{j}") == nodes // per_kind
+        assert labels.count("idle") == 1000 - nodes
