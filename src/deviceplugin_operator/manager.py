@@ -131,6 +131,9 @@ def plugin_label_selector(device_names: Sequence[str]) -> str:
     return f"app in ({names})"
 
 
+_CHANGES = frozenset({informer.EventType.ADDED, informer.EventType.MODIFIED})
+
+
 class Controller:
     """One kind's queue, reconciler and workers."""
 
@@ -155,7 +158,10 @@ class Controller:
         obj: objects.JsonObject,
         old: objects.JsonObject | None,
     ) -> None:
-        self.queue.add(objects.name(obj))
+        name = objects.name(obj)
+        if kind is informer.EventType.MODIFIED and self.reconciler.is_echo(name, name, obj):
+            return  # our own status write coming back
+        self.queue.add(name)
 
     def on_daemonset(
         self,
@@ -163,6 +169,16 @@ class Controller:
         obj: objects.JsonObject,
         old: objects.JsonObject | None,
     ) -> None:
+        owner = self.reconciler.owner_of_daemonset(obj)
+        if owner is not None and kind is informer.EventType.ADDED:
+            early = self.reconciler.caches.pods.by_index(reconciler.POD_OWNER, objects.uid(obj))
+            if early:
+                # Pods seen before their DaemonSet (two watch streams) could not be traced to
+                # a resource until now: its status and its neighbours' overlap count them now.
+                self.queue.add(owner)
+                self._queue_residents({node for pod in early for node in reconciler.pod_node(pod)})
+        if kind in _CHANGES and owner and self.reconciler.is_echo(owner, objects.key(obj), obj):
+            return  # our own create or update coming back
         for candidate in (obj, old):
             if candidate is not None and (owner := self.reconciler.owner_of_daemonset(candidate)):
                 self.queue.add(owner)
@@ -190,11 +206,15 @@ class Controller:
         if kind is informer.EventType.DELETED or node != old_node:
             # Where a plugin runs decides the overlap condition of the other resources with
             # a plugin on the same node, not only of the pod's own.
-            pods = self.reconciler.caches.pods
-            for where in {node, old_node} - {None}:
-                for neighbour in pods.by_index(reconciler.POD_NODE, str(where)):
-                    if (other := self.reconciler.owner_of_pod(neighbour)) is not None:
-                        self.queue.add(other)
+            self._queue_residents({str(where) for where in (node, old_node) if where})
+
+    def _queue_residents(self, nodes: set[str]) -> None:
+        """Queue the resources of this kind with a plugin pod on any of ``nodes``."""
+        pods = self.reconciler.caches.pods
+        for where in nodes:
+            for neighbour in pods.by_index(reconciler.POD_NODE, where):
+                if (other := self.reconciler.owner_of_pod(neighbour)) is not None:
+                    self.queue.add(other)
 
     async def work(self) -> None:
         while True:

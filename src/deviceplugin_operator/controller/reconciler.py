@@ -98,6 +98,29 @@ class Reconciler:
         """Per resource: the resourceVersion the cache held when its status was last written,
         and that status. Until the cache moves past that version it cannot show the write,
         and the same status is not written again."""
+        self._echoes: dict[str, dict[str, str]] = {}
+        """Per resource: the objects its last reconcile wrote (``<namespace>/<name>`` of a
+        DaemonSet, the resource's own name for its status) and the resourceVersion each write
+        returned. See ``is_echo``."""
+
+    def is_echo(self, resource: str, key: str, obj: objects.JsonObject) -> bool:
+        """Whether ``obj`` is exactly what the last reconcile of ``resource`` wrote as ``key``.
+
+        Such a watch event needs no reconcile: the writer worked from that very state, and
+        no reconcile of the resource has run since (each one forgets the writes before it,
+        as it may have read a cache that did not show them yet). Matching forgets the write,
+        so that a later relist of the same version does reconcile.
+        """
+        version = objects.resource_version(obj)
+        written = self._echoes.get(resource)
+        if version and written is not None and written.get(key) == version:
+            del written[key]
+            return True
+        return False
+
+    def _wrote(self, resource: str, key: str, obj: objects.JsonObject) -> None:
+        if version := objects.resource_version(obj):
+            self._echoes.setdefault(resource, {})[key] = version
 
     # Mapping events of owned objects to resource names -----------------------------------
     def owner_of_daemonset(self, obj: objects.JsonObject) -> str | None:
@@ -125,6 +148,7 @@ class Reconciler:
 
         Raises ``errors.KubeError`` for failures worth a rate-limited retry.
         """
+        self._echoes.pop(name, None)
         resource = self.caches.plugins.get(name)
         if resource is None:
             self._written.pop(name, None)
@@ -235,6 +259,7 @@ class Reconciler:
                 )
                 return None, conflict
             created = await self.kube.create(DAEMON_SETS, desired, namespace=namespace)
+            self._wrote(objects.name(resource), f"{namespace}/{name}", created)
             self._record_upgrades(resource, upgrades)
             self.recorder.normal(resource, "Created", f"Created DaemonSet {namespace}/{name}")
             log.info(
@@ -257,6 +282,7 @@ class Reconciler:
         updated = await self.kube.replace(
             DAEMON_SETS, objects.name(primary), body, namespace=objects.namespace(primary)
         )
+        self._wrote(objects.name(resource), objects.key(primary), updated)
         self._record_upgrades(resource, upgrades)
         where = f"{objects.namespace(primary)}/{objects.name(primary)}"
         reason, verb = ("Adopted", "Adopted") if adopted else ("Updated", "Updated")
@@ -370,23 +396,28 @@ class Reconciler:
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
         name = objects.name(resource)
         version = objects.resource_version(resource)
-        if _same_status(previous_raw, wanted):
-            self._written.pop(name, None)
-            return
-        if self._written.get(name) == (version, wanted):
-            # Written already from this very cached version: the cache is behind our own
-            # write (the reconcile after a create, woken by the DaemonSet's ADDED event).
+        last = self._written.get(name)
+        if last is not None and last[0] != version:
+            # The cache moved past the version we last wrote from: it shows that write.
+            del self._written[name]
+            last = None
+        # While the cache is still at that version, what the server has is what we wrote
+        # then (the reconcile after a create, woken by the DaemonSet's ADDED event, or one
+        # woken by a pod event before our own status write came back).
+        server = previous_raw if last is None else last[1]
+        if _same_status(server, wanted):
             return
         # Fields that disappeared (e.g. nodeNames when no pod runs) must be removed explicitly
         # in a merge patch.
-        patch: dict[str, Any] = {key: None for key in previous_raw if key not in wanted}
+        patch: dict[str, Any] = {key: None for key in server if key not in wanted}
         patch.update(wanted)
         try:
-            await self.kube.patch_status(self.resource, name, {"status": patch})
+            written = await self.kube.patch_status(self.resource, name, {"status": patch})
         except errors.NotFound:
             self._written.pop(name, None)
             return
         self._written[name] = (version, wanted)
+        self._wrote(name, name, written)
 
     def _overlap_message(
         self, resource: objects.JsonObject, current: objects.JsonObject | None

@@ -4,6 +4,7 @@ status shows (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -151,3 +152,83 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
     going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert queued_by(going, running)
     assert queued_by(going, going, informer.EventType.DELETED)
+
+
+async def test_the_watch_events_of_our_own_writes_queue_no_reconcile() -> None:
+    kube = fakes.FakeKubeClient()
+    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    cached = caches(kube)
+    cached.plugins.store.upsert(copy.deepcopy(stored))
+    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    controller = manager.Controller(rec, 1)
+    added, modified = informer.EventType.ADDED, informer.EventType.MODIFIED
+
+    def queued_by(handler: Any, kind: Any, new: dict[str, Any]) -> bool:
+        before = controller.queue.adds_total
+        handler(kind, new, None)
+        queued = controller.queue.adds_total > before
+        controller.queue.reopen()
+        return queued
+
+    await rec.reconcile("a")
+    created = copy.deepcopy(kube.stored(resources.DAEMON_SETS)[0])
+    resource = copy.deepcopy(await kube.get(GPU_PLUGINS, "a"))
+    assert resource.get("status"), "the reconcile wrote a status"
+
+    # A deletion is never an echo (and does not use up the one of the write).
+    assert queued_by(controller.on_daemonset, informer.EventType.DELETED, created)
+    # The DaemonSet's ADDED event and the resource's MODIFIED event are our own writes.
+    assert not queued_by(controller.on_daemonset, added, created)
+    assert not queued_by(controller.on_plugin, modified, resource)
+    # Matched once: the same version delivered again (a relist) reconciles.
+    assert queued_by(controller.on_daemonset, added, created)
+    assert queued_by(controller.on_plugin, modified, resource)
+
+    # A version someone else wrote is no echo.
+    other = copy.deepcopy(created)
+    other["metadata"]["resourceVersion"] = "12345"
+    assert queued_by(controller.on_daemonset, modified, other)
+    spec_change = copy.deepcopy(resource)
+    spec_change["spec"]["logLevel"] = 5
+    spec_change["metadata"]["resourceVersion"] = "67890"
+    assert queued_by(controller.on_plugin, modified, spec_change)
+
+
+async def test_a_status_is_compared_with_our_last_write_while_the_cache_is_behind_it() -> None:
+    kube = fakes.FakeKubeClient()
+    await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    cached = caches(kube)
+    cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
+    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    await rec.reconcile("a")
+    ds = copy.deepcopy(kube.stored(resources.DAEMON_SETS)[0])
+    cached.daemonsets.store.upsert(ds)
+    cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
+    assert "nodeNames" not in (await kube.get(GPU_PLUGINS, "a"))["status"]
+
+    # A plugin pod is scheduled: the status says so. The cache still shows the old status.
+    cached.pods.store.upsert(plugin_pod(ds, "node-1"))
+    await rec.reconcile("a")
+    assert (await kube.get(GPU_PLUGINS, "a"))["status"]["nodeNames"] == ["node-1"]
+
+    # The pod goes before that write came back: the status wanted now equals the cached one,
+    # but not the server's, which has our last write.
+    cached.pods.store.remove(f"{NAMESPACE}/p")
+    await rec.reconcile("a")
+    assert "nodeNames" not in (await kube.get(GPU_PLUGINS, "a"))["status"]
+
+
+async def test_a_write_is_no_echo_once_another_reconcile_has_run_before_it_came_back() -> None:
+    kube = fakes.FakeKubeClient()
+    await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    cached = caches(kube)
+    cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
+    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    controller = manager.Controller(rec, 1)
+    await rec.reconcile("a")
+    # This reconcile read a cache without the DaemonSet and the status just written.
+    with contextlib.suppress(Exception):
+        await rec.reconcile("a")
+    before = controller.queue.adds_total
+    controller.on_plugin(informer.EventType.MODIFIED, await kube.get(GPU_PLUGINS, "a"), None)
+    assert controller.queue.adds_total == before + 1
