@@ -19,7 +19,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -61,9 +61,18 @@ class State:
 class Cluster:
     """One local control plane rooted at ``directory``."""
 
-    def __init__(self, directory: pathlib.Path, *, echo: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        *,
+        echo: Callable[[str], None] | None = None,
+        controller_manager_gates: Mapping[str, bool] | None = None,
+    ):
         self.directory = directory.resolve()
         self._echo = echo or (lambda message: None)
+        self.controller_manager_gates = dict(controller_manager_gates or {})
+        """Feature gates of kube-controller-manager, e.g. ``{"StaleControllerConsistencyDaemonSet":
+        False}`` (see docs/benchmarks.md)."""
 
     # Paths -------------------------------------------------------------------------------
     @property
@@ -374,6 +383,17 @@ class Cluster:
                 "--concurrent-daemonset-syncs=4",
                 "--concurrent-gc-syncs=20",
                 "--v=1",
+                *(
+                    [
+                        "--feature-gates="
+                        + ",".join(
+                            f"{gate}={str(on).lower()}"
+                            for gate, on in sorted(self.controller_manager_gates.items())
+                        )
+                    ]
+                    if self.controller_manager_gates
+                    else []
+                ),
             ],
         )
         self._wait(state, "kube-controller-manager", lambda: http.healthz(port), timeout)
