@@ -179,9 +179,10 @@ class Controller:
                 self._queue_residents({node for pod in early for node in reconciler.pod_node(pod)})
         if kind in _CHANGES and owner and self.reconciler.is_echo(owner, objects.key(obj), obj):
             return  # our own create or update coming back
-        for candidate in (obj, old):
-            if candidate is not None and (owner := self.reconciler.owner_of_daemonset(candidate)):
-                self.queue.add(owner)
+        if owner is not None:
+            self.queue.add(owner)
+        if old is not None and (previous := self.reconciler.owner_of_daemonset(old)) is not None:
+            self.queue.add(previous)
 
     def on_pod(
         self,

@@ -259,7 +259,7 @@ class Reconciler:
                 )
                 return None, conflict
             created = await self.kube.create(DAEMON_SETS, desired, namespace=namespace)
-            self._wrote(objects.name(resource), f"{namespace}/{name}", created)
+            self._wrote(objects.name(resource), objects.key(created), created)
             self._record_upgrades(resource, upgrades)
             self.recorder.normal(resource, "Created", f"Created DaemonSet {namespace}/{name}")
             log.info(
@@ -272,13 +272,13 @@ class Reconciler:
             )
             return created, None
 
-        wanted = _retarget(desired, primary)
-        if drift.matches(drift.with_rendered_lists(wanted), primary):
+        wanted = drift.with_rendered_lists(_retarget(desired, primary))
+        if drift.matches(wanted, primary):
             return primary, None
         adopted = (
             objects.labels(primary).get("app.kubernetes.io/managed-by") != daemonset.MANAGED_BY
         )
-        body = drift.overlay(primary, drift.with_rendered_lists(wanted))
+        body = drift.overlay(primary, wanted)
         updated = await self.kube.replace(
             DAEMON_SETS, objects.name(primary), body, namespace=objects.namespace(primary)
         )
