@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import fakes
@@ -37,12 +38,29 @@ def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
     )
 
 
-async def test_a_status_is_not_written_again_until_the_cache_shows_the_first_write() -> None:
+async def reconciler_of_one_resource() -> tuple[
+    fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler
+]:
+    """A GpuDevicePlugin ``a`` stored and cached, and a reconciler over those caches."""
     kube = fakes.FakeKubeClient()
     stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
     cached = caches(kube)
     cached.plugins.store.upsert(copy.deepcopy(stored))
     rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    return kube, cached, rec
+
+
+def queues(controller: manager.Controller, deliver: Callable[[], None]) -> bool:
+    """Whether delivering an event added anything to the controller's queue."""
+    before = controller.queue.adds_total
+    deliver()
+    queued = controller.queue.adds_total > before
+    controller.queue.reopen()
+    return queued
+
+
+async def test_a_status_is_not_written_again_until_the_cache_shows_the_first_write() -> None:
+    kube, cached, rec = await reconciler_of_one_resource()
 
     await rec.reconcile("a")
     assert kube.requests["create"] >= 1
@@ -118,11 +136,7 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
     modified = informer.EventType.MODIFIED
 
     def queued_by(new: dict[str, Any], old: dict[str, Any] | None, kind: Any = modified) -> bool:
-        before = controller.queue.adds_total
-        controller.on_pod(kind, new, old)
-        added = controller.queue.adds_total > before
-        controller.queue.reopen()
-        return added
+        return queues(controller, lambda: controller.on_pod(kind, new, old))
 
     pending = plugin_pod(ds, None)
     assert queued_by(pending, None, informer.EventType.ADDED)
@@ -155,20 +169,12 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
 
 
 async def test_the_watch_events_of_our_own_writes_queue_no_reconcile() -> None:
-    kube = fakes.FakeKubeClient()
-    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    cached = caches(kube)
-    cached.plugins.store.upsert(copy.deepcopy(stored))
-    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    kube, _, rec = await reconciler_of_one_resource()
     controller = manager.Controller(rec, 1)
     added, modified = informer.EventType.ADDED, informer.EventType.MODIFIED
 
     def queued_by(handler: Any, kind: Any, new: dict[str, Any]) -> bool:
-        before = controller.queue.adds_total
-        handler(kind, new, None)
-        queued = controller.queue.adds_total > before
-        controller.queue.reopen()
-        return queued
+        return queues(controller, lambda: handler(kind, new, None))
 
     await rec.reconcile("a")
     created = copy.deepcopy(kube.stored(resources.DAEMON_SETS)[0])
@@ -195,11 +201,7 @@ async def test_the_watch_events_of_our_own_writes_queue_no_reconcile() -> None:
 
 
 async def test_a_status_is_compared_with_our_last_write_while_the_cache_is_behind_it() -> None:
-    kube = fakes.FakeKubeClient()
-    await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    cached = caches(kube)
-    cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
-    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    kube, cached, rec = await reconciler_of_one_resource()
     await rec.reconcile("a")
     ds = copy.deepcopy(kube.stored(resources.DAEMON_SETS)[0])
     cached.daemonsets.store.upsert(ds)
@@ -219,16 +221,13 @@ async def test_a_status_is_compared_with_our_last_write_while_the_cache_is_behin
 
 
 async def test_a_write_is_no_echo_once_another_reconcile_has_run_before_it_came_back() -> None:
-    kube = fakes.FakeKubeClient()
-    await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    cached = caches(kube)
-    cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
-    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    kube, _, rec = await reconciler_of_one_resource()
     controller = manager.Controller(rec, 1)
     await rec.reconcile("a")
     # This reconcile read a cache without the DaemonSet and the status just written.
     with contextlib.suppress(Exception):
         await rec.reconcile("a")
-    before = controller.queue.adds_total
-    controller.on_plugin(informer.EventType.MODIFIED, await kube.get(GPU_PLUGINS, "a"), None)
-    assert controller.queue.adds_total == before + 1
+    written = await kube.get(GPU_PLUGINS, "a")
+    assert queues(
+        controller, lambda: controller.on_plugin(informer.EventType.MODIFIED, written, None)
+    )
