@@ -244,14 +244,13 @@ class Bench:
         Adds nodes when the cluster has fewer; returns how many node labels were changed.
         """
         self.grouping = (nodes, per_kind)
-        if await self.count_bench_nodes() < nodes:
+        grouped = await self.bench_nodes()
+        if len(grouped) < nodes:
             await asyncio.to_thread(self.add_nodes, nodes)
-        listing = await self.kapi.get("/api/v1/nodes") or {}
+            grouped = await self.bench_nodes()
         changes = []
-        for item in listing.get("items", []):
+        for item in grouped:
             name = item["metadata"]["name"]
-            if not name.startswith("bench-node-"):
-                continue
             wanted = node_group(int(name.removeprefix("bench-node-")), nodes, per_kind)
             if (item["metadata"].get("labels") or {}).get(GROUP_LABEL) != wanted:
                 changes.append((name, wanted))
@@ -266,9 +265,11 @@ class Bench:
         await asyncio.gather(*(label(n, w) for n, w in changes))
         return len(changes)
 
-    async def count_bench_nodes(self) -> int:
+    async def bench_nodes(self) -> list[dict[str, Any]]:
+        """The ``bench-node-<i>`` nodes (those with a group label, grouped or idle)."""
         listing = await self.kapi.get("/api/v1/nodes", labelSelector=GROUP_LABEL) or {}
-        return len(listing.get("items", []))
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
 
     def down(self) -> None:
         self.cluster.down()

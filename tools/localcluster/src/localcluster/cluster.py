@@ -359,6 +359,16 @@ class Cluster:
         )
         self._wait(state, "kube-apiserver", lambda: self.api().ready(), timeout)
 
+    @staticmethod
+    def _feature_gates_flag(gates: Mapping[str, bool]) -> list[str]:
+        """``["--feature-gates=A=false,B=true"]``, or nothing without gates."""
+        if not gates:
+            return []
+        return [
+            "--feature-gates="
+            + ",".join(f"{g}={str(on).lower()}" for g, on in sorted(gates.items()))
+        ]
+
     def _start_controller_manager(
         self, found: binaries.Binaries, state: State, timeout: float
     ) -> None:
@@ -383,17 +393,7 @@ class Cluster:
                 "--concurrent-daemonset-syncs=4",
                 "--concurrent-gc-syncs=20",
                 "--v=1",
-                *(
-                    [
-                        "--feature-gates="
-                        + ",".join(
-                            f"{gate}={str(on).lower()}"
-                            for gate, on in sorted(self.controller_manager_gates.items())
-                        )
-                    ]
-                    if self.controller_manager_gates
-                    else []
-                ),
+                *self._feature_gates_flag(self.controller_manager_gates),
             ],
         )
         self._wait(state, "kube-controller-manager", lambda: http.healthz(port), timeout)
