@@ -19,6 +19,8 @@ import sys
 import time
 import urllib.request
 
+import yaml
+
 from deviceplugin_operator import devices
 from deviceplugin_operator.manifests import webhooks
 from localcluster import cluster, errors, nodes, processes
@@ -28,16 +30,7 @@ CLUSTER_DIR = ROOT / ".cluster"
 PID_FILE = CLUSTER_DIR / "operator.pid"
 PORTS_FILE = CLUSTER_DIR / "operator.ports"
 OPERATOR_LOG = CLUSTER_DIR / "logs" / "operator.log"
-PLUGIN_KINDS = (
-    "dlbdeviceplugins",
-    "dsadeviceplugins",
-    "fpgadeviceplugins",
-    "gpudeviceplugins",
-    "iaadeviceplugins",
-    "npudeviceplugins",
-    "qatdeviceplugins",
-    "sgxdeviceplugins",
-)
+PLUGIN_KINDS = tuple(sorted(kind.plural for kind in devices.KINDS.values()))
 NAMESPACE = "inteldeviceplugins-system"
 
 
@@ -128,16 +121,30 @@ def _ready(port: int) -> bool:
         return False
 
 
-def all_ready(kubeconfig: pathlib.Path) -> tuple[bool, list[str]]:
+def applied_samples(manifests: str) -> list[tuple[str, str]]:
+    """(plural, name) of each device-plugin resource in the samples' rendered manifests.
+
+    ``make demo`` waits for these only: other resources in the cluster (one that selects no
+    node reports DESIRED 0 for good) are not the demo's to wait for.
+    """
+    plurals = {kind.kind: kind.plural for kind in devices.KINDS.values()}
+    samples = []
+    for document in yaml.safe_load_all(manifests):
+        if document and document.get("kind") in plurals:
+            samples.append((plurals[document["kind"]], document["metadata"]["name"]))
+    return sorted(samples)
+
+
+def pending_samples(kubeconfig: pathlib.Path, samples: list[tuple[str, str]]) -> list[str]:
+    """The samples whose status does not yet report READY == DESIRED > 0."""
     pending = []
-    for plural in PLUGIN_KINDS:
-        listing = json.loads(kubectl(kubeconfig, "get", plural, "-o", "json"))
-        for item in listing["items"]:
-            status = item.get("status") or {}
-            desired = status.get("desiredNumberScheduled")
-            if desired is None or desired == 0 or status.get("numberReady") != desired:
-                pending.append(f"{item['kind']}/{item['metadata']['name']}")
-    return not pending, pending
+    for plural, name in samples:
+        found = kubectl(kubeconfig, "get", plural, name, "-o", "json", check=False)
+        status = (json.loads(found).get("status") or {}) if found else {}
+        desired = status.get("desiredNumberScheduled")
+        if not desired or status.get("numberReady") != desired:
+            pending.append(f"{plural}/{name}")
+    return pending
 
 
 def up(node_count: int) -> int:
@@ -164,12 +171,13 @@ def up(node_count: int) -> int:
         time.sleep(0.5)
     kubectl(kubeconfig, "create", "namespace", NAMESPACE, check=False)
     start_operator(kubeconfig)
+    manifests = kubectl(kubeconfig, "kustomize", str(ROOT / "deployments/operator/samples"))
+    samples = applied_samples(manifests)
     kubectl(kubeconfig, "apply", "-k", str(ROOT / "deployments/operator/samples"))
     say("Applied every sample; waiting until each reports READY == DESIRED")
     deadline = time.monotonic() + 120
     while True:
-        ready, pending = all_ready(kubeconfig)
-        if ready:
+        if not (pending := pending_samples(kubeconfig, samples)):
             break
         if operator_pid() is None:
             say(f"The operator exited; see {OPERATOR_LOG}")
