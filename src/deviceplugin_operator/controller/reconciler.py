@@ -101,7 +101,9 @@ class Reconciler:
         self._echoes: dict[str, dict[str, str]] = {}
         """Per resource: the objects its last reconcile wrote (``<namespace>/<name>`` of a
         DaemonSet, the resource's own name for its status) and the resourceVersion each write
-        returned. See ``is_echo``."""
+        returned, kept only when that version holds nothing but the write on top of what the
+        reconcile read: a create has nothing before it, an update is conditional on the version
+        read, a status patch is not and is checked (``_beside_status``). See ``is_echo``."""
 
     def is_echo(self, resource: str, key: str, obj: objects.JsonObject) -> bool:
         """Whether ``obj`` is exactly what the last reconcile of ``resource`` wrote as ``key``.
@@ -109,7 +111,9 @@ class Reconciler:
         Such a watch event needs no reconcile: the writer worked from that very state, and
         no reconcile of the resource has run since (each one forgets the writes before it,
         as it may have read a cache that did not show them yet). Matching forgets the write,
-        so that a later relist of the same version does reconcile.
+        so that a later relist of the same version does reconcile. A re-list shows only the
+        latest version of an object: a write that landed on changes its reconcile did not
+        see is never registered, or those changes would be lost with the echo.
         """
         version = objects.resource_version(obj)
         written = self._echoes.get(resource)
@@ -417,7 +421,11 @@ class Reconciler:
             self._written.pop(name, None)
             return
         self._written[name] = (version, wanted)
-        self._wrote(name, name, written)
+        if _beside_status(written) == _beside_status(resource):
+            # Only an exact echo: an unconditional merge patch also lands on changes the
+            # cache did not show yet (a spec change while its watch was down), and the version
+            # it returns may be all a re-list ever shows of them.
+            self._wrote(name, name, written)
 
     def _overlap_message(
         self, resource: objects.JsonObject, current: objects.JsonObject | None
@@ -496,3 +504,18 @@ def _parses_as_condition(raw: Any) -> bool:
 
 def _same_status(previous: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return previous == wanted
+
+
+_WRITTEN_BY_EVERY_WRITE = frozenset({"resourceVersion", "managedFields"})
+
+
+def _beside_status(obj: objects.JsonObject) -> objects.JsonObject:
+    """``obj`` without what a status write of ours changes in it: the status itself, the
+    resourceVersion and managedFields (which the cache does not keep)."""
+    rest = {key: value for key, value in obj.items() if key != "status"}
+    rest["metadata"] = {
+        key: value
+        for key, value in objects.metadata(obj).items()
+        if key not in _WRITTEN_BY_EVERY_WRITE
+    }
+    return rest
