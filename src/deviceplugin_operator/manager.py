@@ -125,6 +125,14 @@ class Options:
     state is three GETs."""
 
 
+def webhook_hosts(options: Options) -> tuple[str, ...]:
+    """Names of the self-managed serving certificate: ``--webhook-cert-hosts``, else those of
+    the webhook Service that fit in a certificate."""
+    return options.webhook_hosts or certificates.service_hosts(
+        options.webhook_service, options.operator_namespace
+    )
+
+
 def plugin_label_selector(device_names: Sequence[str]) -> str:
     """``app in (intel-gpu-plugin, ...)``: the DaemonSets and Pods of the enabled kinds."""
     names = ",".join(sorted(devices.KINDS[name].base_name for name in device_names))
@@ -418,8 +426,7 @@ class Manager:
                 )
             self._background.append(asyncio.create_task(mounted.watch()))
         else:
-            service = f"{options.webhook_service}.{options.operator_namespace}.svc"
-            hosts = options.webhook_hosts or (service, f"{service}.cluster.local")
+            hosts = webhook_hosts(options)
             prefix = options.webhook_configuration_prefix
             self_managed = certificates.SelfManaged(
                 self.kube,

@@ -7,6 +7,7 @@ from the cache afterwards.
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from deviceplugin_operator import devices
+from certificate_checks import assert_serves
+from deviceplugin_operator import cli, devices, manager
+from deviceplugin_operator.controller import certificates
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "intel-deviceplugin-operator"
@@ -54,14 +57,16 @@ def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
-def template(helm: pathlib.Path, *values: str) -> dict[Key, dict[str, Any]]:
+def template(
+    helm: pathlib.Path, *values: str, namespace: str = NAMESPACE
+) -> dict[Key, dict[str, Any]]:
     completed = run(
         [
             str(helm),
             "template",
             RELEASE,
             str(CHART),
-            f"--namespace={NAMESPACE}",
+            f"--namespace={namespace}",
             "--include-crds",
             *(f"--set={value}" for value in values),
         ]
@@ -202,3 +207,44 @@ def test_bad_values_fail_the_rendering(helm: pathlib.Path, value: str, message: 
     completed = run([str(helm), "template", RELEASE, str(CHART), f"--set={value}"])
     assert completed.returncode != 0
     assert message in completed.stderr
+
+
+def operator_options(objects: dict[Key, dict[str, Any]]) -> manager.Options:
+    """The options the rendered manager pod runs with (fieldRefs resolved as the kubelet)."""
+    ((key, deployment),) = [(k, v) for k, v in objects.items() if k[0] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {
+        variable["name"]: variable.get("value") or key[1]
+        for variable in container["env"]
+        if "value" in variable
+        or variable["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.namespace"
+    }
+    return cli.build_options(cli._parser().parse_args(["run", *container["args"]]), env)
+
+
+def called_service(objects: dict[Key, dict[str, Any]]) -> str:
+    """``<service>.<namespace>.svc``: how the API server calls every rendered webhook."""
+    (called,) = {
+        f"{hook['clientConfig']['service']['name']}.{hook['clientConfig']['service']['namespace']}"
+        for key, document in objects.items()
+        if key[0].endswith("WebhookConfiguration")
+        for hook in document["webhooks"]
+    }
+    return f"{called}.svc"
+
+
+@pytest.mark.parametrize(
+    ("install", "namespace"),
+    [("chart", NAMESPACE), ("chart", "n" * 63), ("chart", "n" * 25), ("kustomize", NAMESPACE)],
+)
+def test_the_self_managed_certificate_names_the_rendered_webhook_service(
+    helm: pathlib.Path, install: str, namespace: str
+) -> None:
+    objects = template(helm, namespace=namespace) if install == "chart" else kustomize("default")
+    options = operator_options(objects)
+    assert options.webhook_certs == "self-managed"
+    assert options.operator_namespace == namespace
+    hosts = manager.webhook_hosts(options)
+    assert called_service(objects) in hosts
+    now = datetime.datetime.now(datetime.UTC)
+    assert_serves(certificates.issue(hosts, now), hosts, now)

@@ -6,6 +6,12 @@ and writes the CA bundle into its own webhook configurations. The first replica 
 creates the Secret (the others read it after losing the create race); any replica renews
 it once less than a third of its lifetime is left, well before expiry. Writes happen only
 when something changed: a periodic check of an unchanged state makes read requests only.
+
+Every name a client may use is a subject alternative name (DNS names within the DNS limits of
+253 characters and 63 per label, IP addresses as IP entries); the subject common name is a
+fixed short name, never a host. X.509 caps a common name at 64 characters, and the Service's
+full name with a long namespace is longer (``intel-deviceplugins-webhook-service.
+inteldeviceplugins-system.svc`` is 65); clients have matched SANs only for years.
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ CA_VALIDITY = datetime.timedelta(days=3650)
 SERVING_VALIDITY = datetime.timedelta(days=365)
 RENEW_WHEN_LEFT = 1 / 3
 """Renew once less than this share of the serving certificate's lifetime is left."""
+SERVING_COMMON_NAME = "intel-deviceplugin-operator-webhook"
+"""Subject of the serving certificates: a fixed name, not a host (see above)."""
+CA_COMMON_NAME = "intel-deviceplugin-operator-ca"
+MAX_COMMON_NAME = 64
+"""RFC 5280's ub-common-name."""
+MAX_DNS_NAME = 253
+MAX_DNS_LABEL = 63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,32 +72,100 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def dns_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a DNS name of a certificate (too long, an empty or too long
+    label), or None when it can."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_DNS_NAME:
+        return f"it has {len(name)} characters, more than the {MAX_DNS_NAME} of a DNS name"
+    for label in name.split("."):
+        if not label:
+            return "it has an empty label"
+        if len(label) > MAX_DNS_LABEL:
+            return f"its label {label!r} has more than {MAX_DNS_LABEL} characters"
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot name a serving certificate, or None (an IP address always can)."""
+    return None if _is_ip(host) else dns_name_problem(host)
+
+
+def service_hosts(
+    service: str, namespace: str, cluster_domain: str = "cluster.local"
+) -> tuple[str, ...]:
+    """The names a Service is reached by, short to fully qualified, leaving out any that
+    exceeds a DNS limit: ``service``, ``service.namespace``, ``service.namespace.svc`` (the
+    name the API server calls a webhook by) and ``service.namespace.svc.<cluster domain>``."""
+    names = (
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{cluster_domain}",
+    )
+    return tuple(name for name in names if dns_name_problem(name) is None)
+
+
 def _sans(hosts: Sequence[str]) -> list[x509.GeneralName]:
     from cryptography import x509  # noqa: PLC0415 - lazy: see above
 
     names: list[x509.GeneralName] = []
     for host in hosts:
-        try:
+        if _is_ip(host):
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+            continue
+        problem = dns_name_problem(host)
+        if problem is not None:
+            raise ValueError(f"{host!r} cannot name a certificate: {problem}")
+        names.append(x509.DNSName(host))
     return names
 
 
+def _serving_key_usage() -> x509.KeyUsage:
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=False,
+        crl_sign=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def issue(
-    hosts: Sequence[str], now: datetime.datetime, ca: tuple[bytes, bytes] | None = None
+    hosts: Sequence[str],
+    now: datetime.datetime,
+    ca: tuple[bytes, bytes] | None = None,
+    *,
+    common_name: str = SERVING_COMMON_NAME,
 ) -> Bundle:
-    """A serving certificate for ``hosts`` signed by ``ca`` (cert, key PEM), or by a new CA."""
+    """A serving certificate for ``hosts`` (its SANs) signed by ``ca`` (cert, key PEM), or by
+    a new CA; ValueError when there is no host or one cannot be named in a certificate."""
     from cryptography import x509  # noqa: PLC0415 - lazy: see above
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - lazy: see above
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - lazy: see above
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415 - lazy: see above
 
+    if not hosts:
+        raise ValueError("a serving certificate needs at least one host")
+    sans = x509.SubjectAlternativeName(_sans(hosts))
     if ca is None:
         ca_key = _key()
-        ca_name = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, "intel-deviceplugin-operator-ca")]
-        )
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
         ca_cert = (
             x509.CertificateBuilder()
             .subject_name(ca_name)
@@ -94,6 +175,9 @@ def issue(
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -120,15 +204,21 @@ def issue(
     key = _key()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(signer_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + SERVING_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_serving_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(_sans(hosts)), critical=False)
+        .add_extension(sans, critical=False)
+        # RFC 5280 asks for it in every certificate a CA issues; strict verifiers insist.
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
+            critical=False,
+        )
         .sign(signer_key, hashes.SHA256())
     )
     return Bundle(ca_pems[0], ca_pems[1], cert.public_bytes(serialization.Encoding.PEM), _pem(key))

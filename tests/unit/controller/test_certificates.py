@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime
 
+import pytest
 from cryptography import x509
 
+from certificate_checks import assert_serves
 from deviceplugin_operator.controller import certificates
 from deviceplugin_operator.kube import resources
 from fakes import FakeKubeClient
@@ -102,3 +104,49 @@ async def test_rotation_keeps_the_ca_so_old_bundles_stay_valid() -> None:
     assert rotated.cert != first.cert
     assert rotated.ca_cert == first.ca_cert
     assert not certificates.needs_renewal(rotated, HOSTS, later)
+
+
+def test_the_subject_is_a_fixed_short_name_and_every_host_a_san() -> None:
+    long_host = "intel-deviceplugins-webhook-service.inteldeviceplugins-system.svc"
+    bundle = certificates.issue([long_host, "127.0.0.1"], NOW)
+    assert_serves(bundle, [long_host, "127.0.0.1"], NOW)
+    cert = x509.load_pem_x509_certificate(bundle.cert)
+    assert cert.subject.rfc4514_string() == f"CN={certificates.SERVING_COMMON_NAME}"
+
+
+def test_service_hosts_leave_out_what_exceeds_the_dns_limits() -> None:
+    assert certificates.service_hosts("svc", "ns") == (
+        "svc",
+        "svc.ns",
+        "svc.ns.svc",
+        "svc.ns.svc.cluster.local",
+    )
+    # Only a cluster domain nobody uses makes a name too long; the shorter ones stay.
+    domain = ".".join(["d" * 63] * 3)
+    assert certificates.service_hosts("s" * 63, "n" * 63, domain) == (
+        "s" * 63,
+        f"{'s' * 63}.{'n' * 63}",
+        f"{'s' * 63}.{'n' * 63}.svc",
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("a" * 64 + ".svc", "label"),
+        (".".join(["a" * 63] * 4) + ".x", "253"),
+        ("a..b", "empty label"),
+    ],
+)
+def test_a_host_that_cannot_be_a_dns_name_is_refused_by_name(host: str, problem: str) -> None:
+    assert problem in (certificates.host_problem(host) or "")
+    with pytest.raises(ValueError, match=problem):
+        certificates.issue([host], NOW)
+
+
+def test_ip_addresses_are_ip_sans() -> None:
+    assert certificates.host_problem("fd00::1") is None
+    bundle = certificates.issue(["fd00::1"], NOW)
+    cert = x509.load_pem_x509_certificate(bundle.cert)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["fd00::1"]

@@ -27,6 +27,8 @@ from deviceplugin_operator.kube import errors
 log = logging.getLogger(__name__)
 
 PATH = "/metrics"
+METRICS_COMMON_NAME = "intel-deviceplugin-operator-metrics"
+"""Subject of the self-signed certificate; the names are its SANs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +51,11 @@ def tls_context(files: TLSFiles | None, *, enable_http2: bool = False) -> ssl.SS
     if files is not None:
         context.load_cert_chain(files.directory / files.cert_name, files.directory / files.key_name)
         return context
-    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", socket.gethostname()]))
-    bundle = certificates.issue(hosts, datetime.datetime.now(datetime.UTC))
+    names = dict.fromkeys(["localhost", "127.0.0.1", socket.gethostname()])
+    hosts = [host for host in names if certificates.host_problem(host) is None]
+    bundle = certificates.issue(
+        hosts, datetime.datetime.now(datetime.UTC), common_name=METRICS_COMMON_NAME
+    )
     # ssl loads certificate chains only from files: the key touches a private temporary
     # directory for the duration of the call.
     with tempfile.TemporaryDirectory(prefix="metrics-tls-") as directory:
