@@ -26,3 +26,20 @@ def test_binaries_are_cached_per_component_version(monkeypatch) -> None:  # type
         f"/cache/deviceplugin-operator/bin/kubernetes-{binaries.KUBERNETES_VERSION}/kube-apiserver"
     )
     assert str(found.etcd).endswith(f"etcd-{binaries.ETCD_VERSION}/etcd")
+
+
+def test_the_real_nodes_commands_come_from_the_same_kubernetes_build(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XDG_CACHE_HOME", "/cache")
+    found = binaries.expected_binaries()
+    assert found.kubelet.parent == found.kube_apiserver.parent
+    assert found.kube_proxy.parent == found.kube_apiserver.parent
+    assert set(found.kubernetes()) == set(binaries.KUBERNETES_COMMANDS)
+    assert found.pause in found.all()
+
+
+def test_static_programs_are_cached_by_a_hash_of_their_source(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XDG_CACHE_HOME", "/cache")
+    for name in binaries.PROGRAMS:
+        path = binaries.program_path(name)
+        assert path.name == name
+        assert path.parent.name.startswith("programs-")

@@ -1,16 +1,23 @@
 """Builds and caches the control-plane binaries from their Go modules.
 
-etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok are built with the
-``go`` command from the ordinary module proxy into
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and, for the optional real
+node, kubelet and kube-proxy are built with the ``go`` command from the ordinary module proxy
+into
 ``${XDG_CACHE_HOME:-~/.cache}/deviceplugin-operator/bin/<component>-<version>/`` and reused
 when present, so a fresh clone on the same machine never builds twice. k8s.io/kubernetes and
 etcd's server module cannot be ``go install``-ed directly (their go.mod ``replace`` lines are
 ignored in a dependency), so each is built inside a small wrapper module that repeats them.
+
+The small static Go programs shipped with this package (``programs/*.go``: the real node's
+``pause`` and the tests' ``testserver``) use only the standard library and are cached under a
+hash of their source.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.resources
 import json
 import os
 import pathlib
@@ -26,7 +33,15 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+)
+PROGRAMS = ("pause", "testserver")
+"""Static Go programs of this package (``programs/<name>.go``)."""
 
 
 def cache_root() -> pathlib.Path:
@@ -46,15 +61,28 @@ class Binaries:
     kwok: pathlib.Path
     kwok_stages: pathlib.Path
     """YAML of the kwok Stages (node/fast, node heartbeat, pod/fast) that standalone kwok needs."""
+    kubelet: pathlib.Path
+    kube_proxy: pathlib.Path
+    pause: pathlib.Path
+    """The real node's sandbox program (sleeps until SIGTERM/SIGINT, reaps children)."""
+
+    def kubernetes(self) -> dict[str, pathlib.Path]:
+        """The Kubernetes commands by name."""
+        return {
+            "kube-apiserver": self.kube_apiserver,
+            "kube-controller-manager": self.kube_controller_manager,
+            "kube-scheduler": self.kube_scheduler,
+            "kubelet": self.kubelet,
+            "kube-proxy": self.kube_proxy,
+        }
 
     def all(self) -> list[pathlib.Path]:
         return [
             self.etcd,
-            self.kube_apiserver,
-            self.kube_controller_manager,
-            self.kube_scheduler,
+            *self.kubernetes().values(),
             self.kwok,
             self.kwok_stages,
+            self.pause,
         ]
 
 
@@ -70,7 +98,40 @@ def expected_binaries() -> Binaries:
         kube_scheduler=k8s / "kube-scheduler",
         kwok=kwok / "kwok",
         kwok_stages=kwok / "stages.yaml",
+        kubelet=k8s / "kubelet",
+        kube_proxy=k8s / "kube-proxy",
+        pause=program_path("pause"),
     )
+
+
+def _program_source(name: str) -> bytes:
+    return (importlib.resources.files("localcluster") / "programs" / f"{name}.go").read_bytes()
+
+
+def program_path(name: str) -> pathlib.Path:
+    """Where the static program ``name`` (one of ``PROGRAMS``) lives once built: keyed by a
+    hash of its source, so an edited program is rebuilt."""
+    digest = hashlib.sha256(_program_source(name)).hexdigest()[:12]
+    return cache_root() / "bin" / f"programs-{digest}" / name
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise errors.BuildError(
+            "The Go toolchain was not found on PATH: install Go >= 1.26 "
+            "(the control-plane binaries are built from their Go modules)"
+        )
+    return go
+
+
+def ensure_program(name: str, *, echo: bool = True) -> pathlib.Path:
+    """The built static program ``name`` (``pause``, ``testserver``), built first if missing
+    (standard library only: a few seconds, nothing downloaded)."""
+    target = program_path(name)
+    if not target.exists():
+        _Builder(go=_go(), echo=echo).build_program(name, target)
+    return target
 
 
 def ensure_binaries(*, echo: bool = True) -> Binaries:
@@ -79,22 +140,16 @@ def ensure_binaries(*, echo: bool = True) -> Binaries:
     missing = [path for path in wanted.all() if not path.exists()]
     if not missing:
         return wanted
-    go = shutil.which("go")
-    if go is None:
-        raise errors.BuildError(
-            "The Go toolchain was not found on PATH: install Go >= 1.26 "
-            "(the control-plane binaries are built from their Go modules)"
-        )
-    builder = _Builder(go=go, echo=echo)
+    builder = _Builder(go=_go(), echo=echo)
     if not wanted.etcd.exists():
         builder.build_etcd(wanted.etcd)
-    if not all(
-        p.exists()
-        for p in (wanted.kube_apiserver, wanted.kube_controller_manager, wanted.kube_scheduler)
-    ):
-        builder.build_kubernetes(wanted.kube_apiserver.parent)
+    commands = [name for name, path in wanted.kubernetes().items() if not path.exists()]
+    if commands:
+        builder.build_kubernetes(wanted.kube_apiserver.parent, commands)
     if not wanted.kwok.exists() or not wanted.kwok_stages.exists():
         builder.build_kwok(wanted.kwok.parent)
+    if not wanted.pause.exists():
+        builder.build_program("pause", wanted.pause)
     return wanted
 
 
@@ -165,13 +220,13 @@ class _Builder:
         os.replace(str(target) + ".tmp", target)
         self._say(f"Built etcd in {time.monotonic() - started:.0f}s")
 
-    def build_kubernetes(self, target_dir: pathlib.Path) -> None:
+    def build_kubernetes(self, target_dir: pathlib.Path, commands: list[str]) -> None:
+        """Build ``commands`` (a subset of ``KUBERNETES_COMMANDS``) into ``target_dir``."""
         workdir = self._workdir(f"kubernetes-{KUBERNETES_VERSION}")
         log = workdir / "build.log"
         self._say(
-            f"Building kube-apiserver, kube-controller-manager, kube-scheduler "
-            f"{KUBERNETES_VERSION} (first time only: downloads ~1 GB of Go modules and compiles "
-            f"for about 5-10 minutes on 2 cores); log: {log}"
+            f"Building {', '.join(commands)} {KUBERNETES_VERSION} (first time only: downloads "
+            f"~1 GB of Go modules and compiles for about 5-10 minutes on 2 cores); log: {log}"
         )
         started = time.monotonic()
         self._init_module(workdir, "testbin.local/kubernetes", log)
@@ -219,7 +274,7 @@ class _Builder:
             ]
         staging_dir = workdir / "out"
         staging_dir.mkdir(exist_ok=True)
-        for command in KUBERNETES_COMMANDS:
+        for command in commands:
             self._say(f"Compiling {command}")
             self._run(
                 [
@@ -237,7 +292,7 @@ class _Builder:
                 what=f"Building {command}",
             )
         target_dir.mkdir(parents=True, exist_ok=True)
-        for command in KUBERNETES_COMMANDS:
+        for command in commands:
             os.replace(staging_dir / command, target_dir / command)
         self._say(f"Built Kubernetes components in {time.monotonic() - started:.0f}s")
 
@@ -280,6 +335,33 @@ class _Builder:
         (target_dir / "stages.yaml").write_text(_kwok_stages(pathlib.Path(info["Dir"])))
         os.replace(target_dir / "kwok.tmp", target_dir / "kwok")
         self._say(f"Built kwok in {time.monotonic() - started:.0f}s")
+
+    def build_program(self, name: str, target: pathlib.Path) -> None:
+        """Build ``programs/<name>.go`` statically (CGO off) in a module of its own."""
+        workdir = self._workdir(f"program-{name}")
+        log = workdir / "build.log"
+        self._say(f"Building the static program {name}; log: {log}")
+        started = time.monotonic()
+        (workdir / "go.mod").write_text(f"module localcluster.local/{name}\n\ngo 1.24\n")
+        (workdir / "main.go").write_bytes(_program_source(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._run(
+            [
+                self.go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                str(target) + ".tmp",
+                ".",
+            ],
+            cwd=workdir,
+            log=log,
+            what=f"Building {name}",
+        )
+        os.replace(str(target) + ".tmp", target)
+        self._say(f"Built {name} in {time.monotonic() - started:.1f}s")
 
 
 def _staging_modules(gomod: str) -> list[str]:

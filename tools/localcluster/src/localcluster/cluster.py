@@ -5,6 +5,10 @@
 Everything binds to 127.0.0.1 on ports chosen at start. The directory holds the PKI, the
 admin ``kubeconfig``, one log per component under ``logs/`` and ``state.json`` with the
 ports and process ids, which is how a second ``up`` finds and reuses a healthy cluster.
+
+With ``real_node=True`` the same control plane runs inside a network and mount namespace of
+its own, next to a real kubelet node (containerd, kube-proxy, kubelet) that runs real pods;
+host clients still use ``https://127.0.0.1:<port>`` (see ``realnode``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import secrets
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,12 +31,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from localcluster import binaries, errors, http, nodes, pki, processes
+from localcluster import binaries, errors, http, images, nodes, pki, processes, realnode
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 START_TIMEOUT = 90.0
 
-_AUDIT_POLICY = """\
+_PORTS = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
+_CONTROL_PLANE_USERS = (
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:kwok-controller",
+    "system:apiserver",
+)
+
+
+def _audit_policy(users: Sequence[str]) -> str:
+    """Metadata for everything but ``users`` and the health and discovery endpoints."""
+    listed = "".join(f"  - {user}\n" for user in users)
+    return f"""\
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
@@ -36,11 +56,7 @@ rules:
 # The control plane's own traffic is noise for measuring an operator.
 - level: None
   users:
-  - system:kube-controller-manager
-  - system:kube-scheduler
-  - system:kwok-controller
-  - system:apiserver
-- level: None
+{listed}- level: None
   nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/version", "/openapi*", "/api*"]
 - level: Metadata
 """
@@ -51,11 +67,26 @@ class State:
     """What a running cluster is made of; persisted as ``state.json``."""
 
     ports: dict[str, int]
+    """Host ports on 127.0.0.1 (with a real node: the owner's forwarders)."""
     pids: dict[str, int]
+    node: realnode.NodeState | None = None
+    """The real node, or None when every node is a kwok fake."""
 
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def components(self) -> tuple[str, ...]:
+        """Every process this cluster is made of, in start order."""
+        if self.node is None:
+            return COMPONENTS
+        return ("owner", *COMPONENTS, *realnode.NODE_COMPONENTS)
+
+    def to_json(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {"ports": self.ports, "pids": self.pids}
+        if self.node is not None:
+            raw["node"] = dataclasses.asdict(self.node)
+        return raw
 
 
 class Cluster:
@@ -67,12 +98,21 @@ class Cluster:
         *,
         echo: Callable[[str], None] | None = None,
         controller_manager_gates: Mapping[str, bool] | None = None,
+        real_node: bool = False,
+        real_node_name: str = realnode.DEFAULT_NODE_NAME,
+        real_node_labels: Mapping[str, str] | None = None,
     ):
         self.directory = directory.resolve()
         self._echo = echo or (lambda message: None)
         self.controller_manager_gates = dict(controller_manager_gates or {})
         """Feature gates of kube-controller-manager, e.g. ``{"StaleControllerConsistencyDaemonSet":
         False}`` (see docs/benchmarks.md)."""
+        self.real_node = real_node
+        """Run the cluster in namespaces of its own with a real kubelet node (``realnode``)."""
+        self.real_node_name = real_node_name
+        self.real_node_labels = dict(real_node_labels or {})
+        """Labels put on the real node besides kubelet's own and ``type: real`` (none of the
+        Intel feature labels unless given here)."""
 
     # Paths -------------------------------------------------------------------------------
     @property
@@ -103,12 +143,78 @@ class Cluster:
         """The recorded state, or None when no cluster was started here."""
         try:
             raw = json.loads(self._state_file().read_text())
-            return State(ports=dict(raw["ports"]), pids=dict(raw["pids"]))
-        except (OSError, ValueError, KeyError):
+            node = raw.get("node")
+            return State(
+                ports=dict(raw["ports"]),
+                pids=dict(raw["pids"]),
+                node=realnode.NodeState(**node) if node else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _save(self, state: State) -> None:
-        self._state_file().write_text(json.dumps(dataclasses.asdict(state), indent=2))
+        self._state_file().write_text(json.dumps(state.to_json(), indent=2))
+
+    @property
+    def _layout(self) -> realnode.Layout:
+        return realnode.Layout(self.directory / "node")
+
+    # The real node -----------------------------------------------------------------------
+    @property
+    def node_name(self) -> str | None:
+        """The real node's name (running or configured), None without a real node."""
+        state = self.state()
+        if state is not None and state.node is not None:
+            return state.node.name
+        return self.real_node_name if self.real_node else None
+
+    @property
+    def node_ip(self) -> str | None:
+        """The real node's InternalIP (10.99.0.1, inside the cluster's network namespace)."""
+        return realnode.NODE_IP if self.node_name is not None else None
+
+    @property
+    def owner_pid(self) -> int | None:
+        """The process holding the namespaces: ``nsenter -t <pid> -n -m <command>`` runs a
+        command where the node's containerd, iptables and 10.99.0.1 are visible."""
+        state = self.state()
+        return state.pids.get("owner") if state is not None and state.node else None
+
+    def load_image(self, archive: pathlib.Path) -> list[str]:
+        """Import a docker-archive (``podman save``, ``images.write_archive``) into the real
+        node's containerd (namespace ``k8s.io``, where kubelet finds it; use
+        ``imagePullPolicy: Never`` or ``IfNotPresent``); the image names it held."""
+        state = self._running_state()
+        if state.node is None:
+            raise errors.ClusterError(
+                f"The cluster in {self.directory} has no real node to load an image into "
+                "(start it with real_node=True / localcluster up --real-node)"
+            )
+        archive = archive.resolve()
+        references = realnode.archive_references(archive)
+        self._ctr(state, "images", "import", str(archive))
+        return references
+
+    def _ctr(self, state: State, *args: str, timeout: float = 600.0) -> str:
+        argv = [
+            *realnode.enter(state.pids["owner"]),
+            "ctr",
+            f"--address={realnode.CONTAINERD_SOCKET}",
+            "--namespace=k8s.io",
+            *args,
+        ]
+        try:
+            completed = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as error:
+            raise errors.ClusterError(f"ctr {' '.join(args)} took over {timeout:.0f}s") from error
+        if completed.returncode != 0:
+            raise errors.ClusterError(
+                f"ctr {' '.join(args)} failed (exit {completed.returncode}): "
+                f"{completed.stderr.strip()[-600:]}"
+            )
+        return completed.stdout
 
     # Talking to it -----------------------------------------------------------------------
     def api(self) -> http.ApiClient:
@@ -126,7 +232,7 @@ class Cluster:
     def healthy(self) -> bool:
         """Every component runs and the apiserver answers ``/readyz``."""
         state = self.state()
-        if state is None or set(state.pids) != set(COMPONENTS):
+        if state is None or set(state.pids) != set(state.components()):
             return False
         if not all(processes.alive(pid) for pid in state.pids.values()):
             return False
@@ -142,7 +248,7 @@ class Cluster:
         Interrupted (Ctrl-C or SIGTERM) or failed, a cluster this call started is stopped again.
         """
         with _interrupt_on_sigterm():
-            reused = self.healthy()
+            reused = self.healthy() and self._same_kind_running()
             try:
                 if reused:
                     self._echo(f"Reusing the running cluster in {self.directory}")
@@ -150,26 +256,102 @@ class Cluster:
                     self.down()
                     self._start(timeout)
                 api = self.api()
+                if self.real_node:
+                    self._label_real_node(api)
                 nodes.ensure(api, node_specs)
                 nodes.wait_ready(api, [spec.name for spec in node_specs], timeout=timeout)
             except BaseException:
                 if not reused:
-                    self.down()
+                    self._down_after_failure()
                 raise
         state = self.state()
         assert state is not None
         return state
 
-    def down(self) -> None:
-        """Stop every process started here (by process group) and remove the state."""
+    def _down_after_failure(self) -> None:
+        try:
+            self.down()
+        except errors.ClusterError as error:
+            self._echo(str(error))
+
+    def _same_kind_running(self) -> bool:
         state = self.state()
+        if state is None:
+            return False
+        if state.node is None:
+            return not self.real_node
+        return self.real_node and state.node.name == self.real_node_name
+
+    def down(self) -> None:
+        """Stop every process started here (by process group) and remove the state.
+
+        With a real node, in this order: kubelet; every process in the node's cgroups
+        (containers, pause); containerd; whatever else runs in the cluster's mount namespace
+        (shims); the control plane; the owner (its namespaces and every mount in them go with
+        it); then the node's cgroups, deepest first. Raises ClusterError, after removing the
+        state, when something could not be stopped or removed."""
+        state = self.state()
+        problems: list[str] = []
         if state is not None:
+            if state.node is not None:
+                problems += self._stop_node(state)
             for component in reversed(COMPONENTS):
                 pid = state.pids.get(component)
                 if pid is not None:
                     processes.stop(pid)
+            if state.node is not None:
+                problems += self._stop_owner(state)
         if self.directory.exists():
             shutil.rmtree(self.directory, ignore_errors=True)
+            if self.directory.exists():
+                problems.append(f"{self.directory} could not be removed completely")
+        if problems:
+            raise errors.ClusterError("Stopping the cluster left: " + "; ".join(problems))
+
+    def _stop_node(self, state: State) -> list[str]:
+        assert state.node is not None
+        problems = []
+        if (pid := state.pids.get("kubelet")) is not None:
+            processes.stop(pid)
+        try:
+            realnode.kill_cgroup_processes(state.node.cgroup_root)
+        except errors.ClusterError as error:
+            problems.append(str(error))
+        for component in ("containerd", "kube-proxy"):
+            if (pid := state.pids.get(component)) is not None:
+                processes.stop(pid)
+        recorded = set(state.pids.values())
+        try:
+            realnode.kill_namespace_processes(self._mount_ns(state), recorded)
+        except errors.ClusterError as error:
+            problems.append(str(error))
+        return problems
+
+    def _stop_owner(self, state: State) -> list[str]:
+        assert state.node is not None
+        problems = []
+        mount_ns = self._mount_ns(state)
+        if (pid := state.pids.get("owner")) is not None:
+            processes.stop(pid)
+        try:
+            realnode.kill_namespace_processes(mount_ns)
+        except errors.ClusterError as error:
+            problems.append(str(error))
+        left = realnode.remove_cgroups(state.node.cgroup_root)
+        if left:
+            problems.append(f"cgroups {', '.join(map(str, left))}")
+        return problems
+
+    @staticmethod
+    def _mount_ns(state: State) -> str:
+        assert state.node is not None
+        if state.node.mount_ns:
+            return state.node.mount_ns
+        owner = state.pids.get("owner")
+        if owner is not None and processes.alive(owner):
+            with contextlib.suppress(OSError):
+                return str(pathlib.Path(f"/proc/{owner}/ns/mnt").readlink())
+        return ""
 
     # Faults and extra identities (the reliability suite) ----------------------------------
     def restart_apiserver(self, *, down_for: float = 0.0, timeout: float = START_TIMEOUT) -> float:
@@ -228,18 +410,37 @@ class Cluster:
 
     def _start(self, timeout: float) -> None:
         found = binaries.ensure_binaries()
+        if self.real_node:
+            realnode.check_prerequisites(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        state = State(
-            ports={
-                name: processes.free_port()
-                for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
-            },
-            pids={},
-        )
+        listeners: dict[str, socket.socket] = {}
+        if self.real_node:
+            listeners = {name: processes.listener() for name in realnode.FORWARDED}
+            state = State(
+                ports={name: listener.getsockname()[1] for name, listener in listeners.items()},
+                pids={},
+                node=realnode.NodeState(
+                    name=self.real_node_name,
+                    ip=realnode.NODE_IP,
+                    cgroup_root=f"localcluster-{secrets.token_hex(4)}",
+                    labels={},
+                ),
+            )
+        else:
+            state = State(
+                ports={name: processes.free_port() for name in _PORTS},
+                pids={},
+            )
         self._save(state)
         started = time.monotonic()
-        self._write_pki(state)
+        try:
+            self._write_pki(state)
+            if listeners:
+                self._start_owner(state, listeners, timeout)
+        finally:
+            for listener in listeners.values():
+                listener.close()
         self._start_etcd(found, state, timeout)
         self._start_apiserver(found, state, timeout)
         self._start_controller_manager(found, state, timeout)
@@ -247,11 +448,24 @@ class Cluster:
         self._start_kwok(found, state)
         self._wait_default_service_account(state, timeout)
         self._echo(f"Control plane ready in {time.monotonic() - started:.1f}s")
+        if state.node is not None:
+            self._start_node(found, state, timeout)
+            self._echo(f"Real node {state.node.name} ready in {time.monotonic() - started:.1f}s")
 
     def _launch(self, state: State, component: str, argv: list[str]) -> None:
         self._echo(f"Starting {component}")
+        if state.node is not None:
+            argv = realnode.enter(state.pids["owner"]) + argv
         state.pids[component] = processes.start(argv, self.log_of(component))
         self._save(state)
+
+    def _port(self, state: State, name: str) -> int:
+        """The port a component listens on: inside the namespace with a real node."""
+        return realnode.INNER_PORTS[name] if state.node is not None else state.ports[name]
+
+    def _component_server(self, state: State) -> str:
+        """The apiserver URL for the components (they run in the namespace with a real node)."""
+        return realnode.INNER_SERVER if state.node is not None else state.server
 
     def _wait(
         self, state: State, component: str, check: Callable[[], bool], timeout: float
@@ -284,30 +498,43 @@ class Cluster:
         pki.serving_cert(
             ca,
             ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ["127.0.0.1", "10.96.0.1"],
+            ["127.0.0.1", "10.96.0.1"] + ([realnode.NODE_IP] if state.node else []),
         ).write(self.pki, "apiserver")
         private, public = pki.service_account_key()
         (self.pki / "sa.key").write_bytes(private)
         (self.pki / "sa.pub").write_bytes(public)
-        identities = {
+        identities: dict[str, tuple[str, str | None]] = {
             "admin": ("admin", "system:masters"),
             "controller-manager": ("system:kube-controller-manager", "system:masters"),
             "scheduler": ("system:kube-scheduler", "system:masters"),
             "kwok": ("system:kwok-controller", "system:masters"),
         }
+        audited_out = list(_CONTROL_PLANE_USERS)
+        if state.node is not None:
+            identities["kubelet"] = (f"system:node:{state.node.name}", "system:nodes")
+            identities["kube-proxy"] = ("system:kube-proxy", None)
+            audited_out += [f"system:node:{state.node.name}", "system:kube-proxy"]
+            pki.serving_cert(ca, [state.node.name], [realnode.NODE_IP]).write(
+                self.pki, "kubelet-serving"
+            )
+            pki.client_cert(ca, "kube-apiserver-kubelet-client", "system:masters").write(
+                self.pki, "apiserver-kubelet-client"
+            )
         for name, (user, group) in identities.items():
             client = pki.client_cert(ca, user, group)
             client.write(self.pki, name)
-            config = pki.kubeconfig(state.server, ca, client, user)
+            server = state.server if name == "admin" else self._component_server(state)
+            config = pki.kubeconfig(server, ca, client, user)
             target = self.kubeconfig if name == "admin" else self.pki / f"{name}.kubeconfig"
             target.write_text(config)
             target.chmod(0o600)
-        (self.directory / "audit-policy.yaml").write_text(_AUDIT_POLICY)
+        (self.directory / "audit-policy.yaml").write_text(_audit_policy(audited_out))
 
     # Components --------------------------------------------------------------------------
     def _start_etcd(self, found: binaries.Binaries, state: State, timeout: float) -> None:
-        client = f"http://127.0.0.1:{state.ports['etcd']}"
-        peer = f"http://127.0.0.1:{state.ports['etcd-peer']}"
+        client = f"http://127.0.0.1:{self._port(state, 'etcd')}"
+        peer = f"http://127.0.0.1:{self._port(state, 'etcd-peer')}"
+        health = f"http://127.0.0.1:{state.ports['etcd']}"
         self._launch(
             state,
             "etcd",
@@ -325,20 +552,39 @@ class Cluster:
                 "--log-level=warn",
             ],
         )
-        self._wait(state, "etcd", lambda: http.etcd_healthy(client), timeout)
+        self._wait(state, "etcd", lambda: http.etcd_healthy(health), timeout)
 
     def _start_apiserver(self, found: binaries.Binaries, state: State, timeout: float) -> None:
         p = self.pki
+        if state.node is None:
+            network = [
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.ports['apiserver']}",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+            ]
+        else:
+            # The kubernetes Service points at 10.99.0.1:6443 (pods reach it through
+            # kube-proxy); webhooks are called at their Service's endpoints (no kube-proxy in
+            # the apiserver's path) and kubelets at their InternalIP.
+            network = [
+                "--bind-address=0.0.0.0",
+                f"--secure-port={realnode.INNER_PORTS['apiserver']}",
+                f"--advertise-address={realnode.NODE_IP}",
+                "--endpoint-reconciler-type=lease",
+                "--enable-aggregator-routing=true",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={p / 'ca.crt'}",
+            ]
         self._launch(
             state,
             "kube-apiserver",
             [
                 str(found.kube_apiserver),
-                f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={state.ports['apiserver']}",
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",
+                f"--etcd-servers=http://127.0.0.1:{self._port(state, 'etcd')}",
+                *network,
                 f"--tls-cert-file={p / 'apiserver.crt'}",
                 f"--tls-private-key-file={p / 'apiserver.key'}",
                 f"--client-ca-file={p / 'ca.crt'}",
@@ -374,6 +620,7 @@ class Cluster:
     ) -> None:
         config = self.pki / "controller-manager.kubeconfig"
         port = state.ports["controller-manager"]
+        listen = self._port(state, "controller-manager")
         self._launch(
             state,
             "kube-controller-manager",
@@ -383,7 +630,7 @@ class Cluster:
                 f"--authentication-kubeconfig={config}",
                 f"--authorization-kubeconfig={config}",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
+                f"--secure-port={listen}",
                 "--leader-elect=false",
                 f"--root-ca-file={self.pki / 'ca.crt'}",
                 f"--service-account-private-key-file={self.pki / 'sa.key'}",
@@ -410,7 +657,7 @@ class Cluster:
                 f"--authentication-kubeconfig={config}",
                 f"--authorization-kubeconfig={config}",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
+                f"--secure-port={self._port(state, 'scheduler')}",
                 "--leader-elect=false",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
@@ -427,7 +674,10 @@ class Cluster:
                 str(found.kwok),
                 f"--kubeconfig={self.pki / 'kwok.kubeconfig'}",
                 f"--config={found.kwok_stages}",
-                "--manage-all-nodes=true",
+                # Never the real node: kwok would fake its status and its pods.
+                "--manage-all-nodes=true"
+                if state.node is None
+                else "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-lease-duration-seconds=40",
                 "--cidr=10.244.0.0/16",
                 "--node-ip=10.0.0.1",
@@ -441,6 +691,117 @@ class Cluster:
             return api.get("/api/v1/namespaces/default/serviceaccounts/default") is not None
 
         self._wait(state, "kube-controller-manager", present, timeout)
+
+    # The real node -------------------------------------------------------------------------
+    def _start_owner(
+        self, state: State, listeners: Mapping[str, socket.socket], timeout: float
+    ) -> None:
+        """Start the namespaces' owner with the host sockets it forwards; record its mount
+        namespace once it is ready."""
+        assert state.node is not None
+        layout = self._layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        descriptors = {name: listener.fileno() for name, listener in listeners.items()}
+        layout.owner_config.write_text(realnode.owner_config(layout, descriptors))
+        argv = [
+            "unshare",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            sys.executable,
+            "-m",
+            "localcluster.owner",
+            str(layout.owner_config),
+        ]
+        self._echo("Starting owner (network and mount namespaces)")
+        state.pids["owner"] = processes.start(
+            argv, self.log_of("owner"), pass_fds=tuple(descriptors.values())
+        )
+        self._save(state)
+        self._wait(state, "owner", layout.ready_file.exists, timeout)
+        state.node.mount_ns = json.loads(layout.ready_file.read_text())["mnt"]
+        self._save(state)
+
+    def _start_node(self, found: binaries.Binaries, state: State, timeout: float) -> None:
+        """containerd (with the pause image), kube-proxy and kubelet; waits for node Ready."""
+        assert state.node is not None
+        node = state.node
+        layout = self._layout
+        cni_bin = realnode.cni_bin_dir()
+        assert cni_bin is not None  # checked by check_prerequisites
+        for directory in (
+            layout.cni_conf_dir,
+            layout.cni_data_dir,
+            layout.pod_logs,
+            layout.volume_plugins,
+            layout.images,
+            layout.containerd_root,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        layout.containerd_config.write_text(realnode.containerd_config(layout, cni_bin))
+        (layout.cni_conf_dir / "10-localcluster.conflist").write_text(realnode.cni_config(layout))
+        layout.kubelet_config.write_text(
+            realnode.kubelet_config(layout, self.pki, node.cgroup_root)
+        )
+        layout.kube_proxy_config.write_text(realnode.kube_proxy_config(self.pki, node.name))
+        realnode.create_cgroups(node.cgroup_root)
+
+        self._launch(state, "containerd", ["containerd", f"--config={layout.containerd_config}"])
+        self._wait(
+            state, "containerd", lambda: bool(self._ctr(state, "version", timeout=5)), timeout
+        )
+        pause = images.write_archive(
+            layout.images / "pause.tar", realnode.PAUSE_IMAGE, {"/pause": found.pause}, ["/pause"]
+        )
+        self._ctr(state, "images", "import", str(pause))
+
+        self._launch(
+            state,
+            "kube-proxy",
+            [str(found.kube_proxy), f"--config={layout.kube_proxy_config}", "--v=1"],
+        )
+        self._launch(
+            state,
+            "kubelet",
+            [
+                str(found.kubelet),
+                f"--config={layout.kubelet_config}",
+                f"--kubeconfig={self.pki / 'kubelet.kubeconfig'}",
+                "--root-dir=/var/lib/kubelet",
+                f"--node-ip={realnode.NODE_IP}",
+                f"--hostname-override={node.name}",
+                "--v=1",
+            ],
+        )
+        api = self.api()
+        self._wait(state, "kubelet", lambda: nodes.is_ready(api, node.name), timeout)
+        owner = state.pids["owner"]
+        self._wait(
+            state,
+            "kube-proxy",
+            lambda: realnode.in_network_namespace(
+                owner,
+                lambda: http.ok(f"http://127.0.0.1:{realnode.KUBE_PROXY_HEALTHZ_PORT}/healthz"),
+            ),
+            timeout,
+        )
+
+    def _label_real_node(self, api: http.ApiClient) -> None:
+        state = self._running_state()
+        assert state.node is not None
+        labels = {"type": "real", **self.real_node_labels}
+        status, body = api.request(
+            "PATCH",
+            f"/api/v1/nodes/{state.node.name}",
+            {"metadata": {"labels": labels}},
+            content_type="application/merge-patch+json",
+        )
+        if status != 200:
+            raise errors.ClusterError(f"Labelling {state.node.name} answered {status}: {body!r}")
+        state.node.labels = labels
+        self._save(state)
 
 
 @contextlib.contextmanager

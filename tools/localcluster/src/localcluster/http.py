@@ -93,6 +93,15 @@ def healthz(port: int) -> bool:
         return False
 
 
+def ok(url: str) -> bool:
+    """Whether ``url`` (HTTP, or HTTPS without verification) answers 200."""
+    try:
+        with urllib.request.urlopen(url, context=_unverified(), timeout=2) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def etcd_healthy(client_url: str) -> bool:
     try:
         with urllib.request.urlopen(client_url + "/health", timeout=2) as reply:

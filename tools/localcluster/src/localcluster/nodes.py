@@ -37,11 +37,16 @@ def parse_spec(text: str) -> NodeSpec:
     name, _, rest = text.partition(":")
     if not name:
         raise errors.ClusterError(f"Node spec {text!r} has no name: use name:key=value,...")
+    return NodeSpec(name, parse_labels(rest))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``key=value,key=value`` (a bare key means ``key=true``; empty gives no labels)."""
     labels: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
+    for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         labels[key] = value if sep else "true"
-    return NodeSpec(name, labels)
+    return labels
 
 
 def manifest(spec: NodeSpec) -> http.JsonObject:
@@ -78,6 +83,12 @@ def ensure(api: http.ApiClient, specs: Iterable[NodeSpec]) -> None:
 def _ready(node: http.JsonObject) -> bool:
     conditions = node.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def is_ready(api: http.ApiClient, name: str) -> bool:
+    """Whether the node ``name`` exists and reports Ready."""
+    node = api.get(f"/api/v1/nodes/{name}")
+    return node is not None and _ready(node)
 
 
 def wait_ready(api: http.ApiClient, names: Sequence[str], *, timeout: float) -> None:

@@ -24,8 +24,24 @@ def free_port() -> int:
         return port
 
 
-def start(argv: list[str], log: pathlib.Path, env: dict[str, str] | None = None) -> int:
-    """Start ``argv`` in a new process group with stdout and stderr appended to ``log``."""
+def listener() -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 at a free port, inheritable by a child process."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def start(
+    argv: list[str],
+    log: pathlib.Path,
+    env: dict[str, str] | None = None,
+    *,
+    pass_fds: tuple[int, ...] = (),
+) -> int:
+    """Start ``argv`` in a new process group with stdout and stderr appended to ``log``
+    (``pass_fds``: file descriptors the child inherits)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
         process = subprocess.Popen(
@@ -35,6 +51,7 @@ def start(argv: list[str], log: pathlib.Path, env: dict[str, str] | None = None)
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            pass_fds=pass_fds,
         )
     return process.pid
 
