@@ -12,6 +12,7 @@ routes, mounts, the kernel tunables kubelet would write, no process, no cgroup.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import pathlib
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from clusters import TestCluster
-from localcluster import binaries, cluster, images, nodes, pki, processes, realnode
+from localcluster import binaries, cluster, errors, images, nodes, pki, processes, realnode
 from polling import eventually
 
 _MISSING = realnode.missing_prerequisites()
@@ -386,6 +387,42 @@ def test_down_leaves_the_host_as_it_was(real: tuple[TestCluster, dict[str, Any]]
     assert not [pid for pid in state.pids.values() if processes.alive(pid)]
     assert realnode.namespace_processes(mount_ns) == []
     assert realnode.cgroup_directories(state.node.cgroup_root) == []
+    after = _host_snapshot()
+    for key in before:
+        assert after[key] == before[key], key
+
+
+def test_a_real_node_that_fails_to_start_leaves_nothing_behind(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _host_snapshot()
+    found = binaries.ensure_binaries()
+    broken = dataclasses.replace(found, kubelet=pathlib.Path("/bin/false"))
+    monkeypatch.setattr(binaries, "ensure_binaries", lambda **_: broken)
+    seen: dict[str, Any] = {}
+    original_launch = cluster.Cluster._launch
+
+    def recording_launch(
+        self: cluster.Cluster, state: cluster.State, name: str, argv: list[str]
+    ) -> None:
+        original_launch(self, state, name, argv)
+        seen["state"] = state
+
+    monkeypatch.setattr(cluster.Cluster, "_launch", recording_launch)
+    local = cluster.Cluster(tmp_path / "broken", real_node=True)
+
+    with pytest.raises(errors.StartError) as raised:
+        local.up([], timeout=60)
+
+    assert str(raised.value).startswith("kubelet exited; see ")
+    state: cluster.State = seen["state"]
+    assert state.node is not None
+    assert state.node.mount_ns.startswith("mnt:[")
+    assert set(state.pids) == set(state.components())
+    assert not [pid for pid in state.pids.values() if processes.alive(pid)]
+    assert realnode.namespace_processes(state.node.mount_ns) == []
+    assert realnode.cgroup_directories(state.node.cgroup_root) == []
+    assert not (tmp_path / "broken").exists()
     after = _host_snapshot()
     for key in before:
         assert after[key] == before[key], key
