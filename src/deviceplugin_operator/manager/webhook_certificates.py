@@ -1,0 +1,105 @@
+"""The admission server's serving certificate, from one of two sources.
+
+``self-managed`` (the default): the operator's own CA and serving certificate in a Secret of its
+namespace (``controller.certificates``), checked every ``certificate_check_period``: renewed
+before expiry, recreated when the Secret is deleted, the CA bundle written back into the
+webhook configurations when a re-apply lost it. ``mounted``: ``tls.crt``/``tls.key`` in
+``webhook_cert_dir`` (cert-manager, the OpenShift service CA), reloaded when they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import ssl
+
+from deviceplugin_operator.admission import server
+from deviceplugin_operator.controller import certificates
+from deviceplugin_operator.kube import client, errors, resources
+from deviceplugin_operator.manager import options
+
+log = logging.getLogger(__name__)
+
+
+def webhook_hosts(options: options.Options) -> tuple[str, ...]:
+    """Names of the self-managed serving certificate: ``--webhook-cert-hosts``, else those of
+    the webhook Service that fit in a certificate."""
+    return options.webhook_hosts or certificates.service_hosts(
+        options.webhook_service, options.operator_namespace
+    )
+
+
+class WebhookCertificates:
+    """Loads the serving certificate into the admission server's TLS context and keeps it
+    current in the background until ``stop``."""
+
+    def __init__(self, kube: client.KubeClient, options: options.Options):
+        self.kube = kube
+        self.options = options
+        self._background: list[asyncio.Task[None]] = []
+        self._self_managed: tuple[certificates.SelfManaged, ssl.SSLContext, pathlib.Path] | None = (
+            None
+        )
+
+    async def start(self) -> ssl.SSLContext:
+        """A TLS context serving the current certificate, kept current from now on."""
+        options = self.options
+        context = server.tls_context(enable_http2=options.enable_http2)
+        cert_dir = pathlib.Path(options.webhook_cert_dir)
+        if options.webhook_certs == "mounted":
+            mounted = server.MountedCertificates(cert_dir, context)
+            if not mounted.reload_if_changed():
+                raise errors.ConfigError(
+                    f"No usable tls.crt/tls.key in {cert_dir} (--webhook-certs=mounted)"
+                )
+            self._background.append(asyncio.create_task(mounted.watch()))
+            return context
+        prefix = options.webhook_configuration_prefix
+        self_managed = certificates.SelfManaged(
+            self.kube,
+            options.operator_namespace,
+            options.webhook_secret,
+            webhook_hosts(options),
+            [
+                (
+                    resources.MUTATING_WEBHOOK_CONFIGURATIONS,
+                    prefix + "mutating-webhook-configuration",
+                ),
+                (
+                    resources.VALIDATING_WEBHOOK_CONFIGURATIONS,
+                    prefix + "validating-webhook-configuration",
+                ),
+            ],
+        )
+        self._self_managed = (self_managed, context, cert_dir)
+        await self.refresh()
+        self._background.append(asyncio.create_task(self._keep()))
+        return context
+
+    async def refresh(self) -> None:
+        """Check the self-managed certificate once: recreate, renew, repair the CA bundles,
+        and serve what is stored now."""
+        if self._self_managed is None:
+            return
+        self_managed, context, cert_dir = self._self_managed
+        served = self_managed.current
+        bundle = await self_managed.ensure()
+        if bundle != served:
+            server.load_pem(context, bundle.cert, bundle.key, cert_dir)
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.certificate_check_period)
+            try:
+                await self.refresh()
+            except errors.KubeError as error:
+                log.warning("Checking the webhook certificate failed", extra={"error": str(error)})
+            except Exception:
+                # E.g. a stored pair that does not match: keep checking, never stop for good.
+                log.exception("Checking the webhook certificate crashed")
+
+    def stop(self) -> None:
+        """Stop checking and reloading."""
+        for task in self._background:
+            task.cancel()
