@@ -62,8 +62,10 @@ verify: venv ## Fail when the generated manifests are stale
 	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator
 
 IMAGE ?= docker.io/intel/intel-deviceplugin-operator-py:devel
-image: ## Build the container image (needs a container engine)
-	docker build -t $(IMAGE) .
+# docker, podman or buildah; empty: docker if its daemon answers, else podman, else buildah
+IMAGE_ENGINE ?=
+image: ## Build $(IMAGE) (docker, else podman/buildah; reused while its inputs are unchanged)
+	$(PYTHON) tools/image.py build --image $(IMAGE) $(if $(IMAGE_ENGINE),--engine $(IMAGE_ENGINE))
 
 bench: binaries ## Benchmarks vs the reference operator and a floor (BENCH_SIZE=quick|full)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

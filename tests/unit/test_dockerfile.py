@@ -1,7 +1,7 @@
 """The Dockerfile agrees with the manager Deployment: entrypoint, user, ports, writable paths.
 
-No container engine runs here, so the Dockerfile is parsed: stages, and the instructions of
-the final one.
+The Dockerfile is parsed (stages, and the instructions of the final one), so these run without
+a container engine; tests/unit/test_image_tool.py builds and runs the image when one is there.
 """
 
 from __future__ import annotations
@@ -138,5 +138,6 @@ def test_build_context_has_what_the_builder_copies() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line for line in lines if line and not line.startswith("#")]
     assert patterns[:4] == ["*", "!pyproject.toml", "!README.md", "!src/"]
+    assert "**/*.egg-info" in patterns, "the editable install's metadata is no build input"
     for path in ("pyproject.toml", "README.md", "src/deviceplugin_operator/cli.py"):
         assert (ROOT / path).exists()
