@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 
 from bench import reference
 from localcluster import processes
@@ -130,6 +131,23 @@ def snapshot_source(commit: str, target: pathlib.Path) -> pathlib.Path:
     return target / "src"
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_namespace(namespace: str) -> list[str]:
+    """A command prefix that runs the rest in a private mount namespace whose
+    ``SERVICE_ACCOUNT_DIR/namespace`` says ``namespace`` (an empty tmpfs over ``/run``, which
+    only that process sees; needs root). Out of a cluster, controller-runtime's leader
+    election finds its namespace nowhere else and the reference has no flag for it. The
+    command is exec'd: the process keeps the pid (and process group) of the prefix."""
+    script = (
+        "mount -t tmpfs -o mode=0755 compat /run"
+        f' && mkdir -p {SERVICE_ACCOUNT_DIR} && printf %s "$0" > {SERVICE_ACCOUNT_DIR}/namespace'
+        ' && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, namespace]
+
+
 def start(
     impl: Implementation,
     *,
@@ -138,8 +156,16 @@ def start(
     workdir: pathlib.Path,
     tag: str,
     this_source: pathlib.Path | None = None,
+    extra_args: Sequence[str] = (),
+    lease_namespace: str | None = None,
 ) -> Running:
-    """Spawn ``impl`` against ``kubeconfig`` with its DaemonSets in ``namespace``."""
+    """Spawn ``impl`` against ``kubeconfig`` with its DaemonSets in ``namespace``.
+
+    ``extra_args`` are appended to its arguments (e.g. ``--leader-elect``). ``lease_namespace``
+    (reference only) is where its Lease goes: controller-runtime takes that namespace only
+    from the in-cluster service account file, so the reference then runs in a private mount
+    namespace (``in_cluster_namespace``) that shows it one.
+    """
     log = workdir / "logs" / f"{impl.name}-{tag}.log"
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), DEVICEPLUGIN_NAMESPACE=namespace)
     health_port: int | None = None
@@ -188,6 +214,8 @@ def start(
             "--metrics-bind-address=0",
             f"--health-probe-bind-address=127.0.0.1:{health_port}",
         ]
+        if lease_namespace is not None:
+            argv = [*in_cluster_namespace(lease_namespace), *argv]
     else:
         argv = [
             str(ROOT / ".venv" / "bin" / "python"),
@@ -195,6 +223,7 @@ def start(
             f"--kubeconfig={kubeconfig}",
             f"--namespace={namespace}",
         ]
+    argv += extra_args
     started = time.monotonic()
     pid = processes.start(argv, log, env=env)
     return Running(impl, pid, started, log, health_port, webhook_port, webhook_ca)
