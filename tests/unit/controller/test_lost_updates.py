@@ -15,6 +15,8 @@ import copy
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+
 import fakes
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import backoff, events, informer, reconciler
@@ -236,3 +238,25 @@ async def test_a_status_written_over_a_change_the_cache_missed_is_no_echo() -> N
     assert echo["status"]["observedGeneration"] == 2
     operator.controller.on_plugin(informer.EventType.MODIFIED, echo, written)
     assert work.depth == 0
+
+
+async def test_a_daemonset_update_is_conditional_on_the_version_read() -> None:
+    """The other echoes are exact by construction: a create has nothing before it, and an
+    update carries the resourceVersion the reconcile read, so it cannot land on a DaemonSet
+    the cache did not show (its echo would then hide that change, as a status one did)."""
+    kube = fakes.FakeKubeClient()
+    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    operator = Operator(kube)
+    operator.caches.plugins.store.upsert(copy.deepcopy(stored))
+    await operator.reconciler.reconcile("a")
+    operator.caches.daemonsets.store.upsert(kube.stored(resources.DAEMON_SETS)[0])
+
+    # The DaemonSet changes on the server (unseen), and the resource in the cache.
+    await kube.patch_status(
+        resources.DAEMON_SETS, DS_NAME, {"status": {"numberReady": 1}}, NAMESPACE
+    )
+    changed = await kube.patch(GPU_PLUGINS, "a", {"spec": {"logLevel": 4}})
+    operator.caches.plugins.store.upsert(copy.deepcopy(changed))
+    with pytest.raises(errors.Conflict):
+        await operator.reconciler.reconcile("a")
+    assert kube.requests["update"] == 1
