@@ -26,10 +26,12 @@ import json
 import os
 import pathlib
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
 import pytest
 from bench import impls
 from bench import reference as bench_reference
@@ -45,9 +47,12 @@ from compat.support import (
     when,
     writes,
 )
+from deviceplugin_operator.api import fpga as fpga_api
+from deviceplugin_operator.controller import election
 from localcluster import errors as cluster_errors
 from polling import eventually
 from reliability import fleet
+from reliability.test_leader_failover import overlapping_writes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -498,6 +503,24 @@ def require(state: Compat) -> Snapshot:
 
 # 1. The reference makes its DaemonSets -------------------------------------------------------
 def test_the_reference_makes_its_daemonsets_on_its_own_crds(compat: Compat) -> None:
+    took = make_with_reference(compat)
+    assert compat.made is not None
+    assert len(compat.made) == len(resource_names())
+    assert all(state.pods for state in compat.made.values())
+    compat.report(
+        "reference_made",
+        {
+            "resources": len(resource_names()),
+            "daemonsets": len(compat.made),
+            "pods": sum(len(state.pods) for state in compat.made.values()),
+            "settled_s": round(took, 1),
+        },
+    )
+
+
+def make_with_reference(compat: Compat) -> float:
+    """The reference creates the DaemonSets of every resource of ``SPECS`` and reports their
+    statuses, then stops; ``compat.made`` is what it made. Seconds until it had settled."""
     cluster = compat.cluster
     running = compat.start_reference("made")
     try:
@@ -517,17 +540,7 @@ def test_the_reference_makes_its_daemonsets_on_its_own_crds(compat: Compat) -> N
         compat.made = snapshot(cluster)
     finally:
         running.stop()
-    assert len(compat.made) == len(resource_names())
-    assert all(state.pods for state in compat.made.values())
-    compat.report(
-        "reference_made",
-        {
-            "resources": len(resource_names()),
-            "daemonsets": len(compat.made),
-            "pods": sum(len(state.pods) for state in compat.made.values()),
-            "settled_s": round(took, 1),
-        },
-    )
+    return took
 
 
 def daemonsets_rolled_out(cluster: TestCluster) -> bool:
@@ -682,3 +695,198 @@ def test_the_reference_adopts_them_back_without_restarting_a_plugin(compat: Comp
         },
     )
     assert not rolled(before, after)
+
+
+# 4. Both elect a leader on one Lease -----------------------------------------------------------
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{election.LEASE_NAME}"
+
+
+class SpecChurn:
+    """Changes the ``logLevel`` of the first resources of every kind from a thread, so that
+    whichever operator leads has DaemonSets and statuses to write."""
+
+    def __init__(self, cluster: TestCluster) -> None:
+        self.cluster = cluster
+        self.changes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        targets = [(dev, name) for dev, name in resource_names() if name.endswith("-a")]
+        step = 0
+        while not self._stop.wait(0.25):
+            dev, name = targets[step % len(targets)]
+            step += 1
+            patch = {"spec": {"logLevel": step % 5}}
+            try:
+                status, _ = self.cluster.api.request(
+                    "PATCH",
+                    f"{GROUP}/{plural(dev)}/{name}",
+                    patch,
+                    content_type="application/merge-patch+json",
+                )
+            except cluster_errors.ClusterError:
+                continue
+            self.changes += status == 200
+
+    def __enter__(self) -> SpecChurn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def lease_holder(cluster: TestCluster) -> str:
+    lease = cluster.api.get(LEASE_PATH) or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def identity_of(process: fleet.OperatorProcess) -> str | None:
+    for record in fleet.log_records(process.log):
+        if record.get("identity"):
+            return str(record["identity"])
+    return None
+
+
+def test_one_lease_one_writer_and_the_leaders_death_hands_over(compat: Compat) -> None:
+    require(compat)
+    cluster = compat.cluster
+    since = now()
+    takeovers: dict[str, float] = {}
+    ours: fleet.OperatorProcess | None = None
+    running = compat.start_reference("leader-1", leader=True)
+    try:
+        eventually(lambda: lease_holder(cluster), timeout=60, what="the reference to lead")
+        ours = compat.start_this(
+            "leader", "--leader-elect", f"--leader-elect-namespace={NAMESPACE}"
+        )
+        mine = eventually(lambda: identity_of(ours), timeout=30, what="our identity")
+        with SpecChurn(cluster) as churn:
+            time.sleep(8)
+            assert lease_holder(cluster) != mine, "we took the reference's Lease"
+            killed = time.monotonic()
+            kill(running)
+            eventually(
+                lambda: lease_holder(cluster) == mine,
+                timeout=60,
+                interval=0.05,
+                what="this operator to take over",
+            )
+            takeovers["reference killed -> this leads"] = time.monotonic() - killed
+            time.sleep(8)
+            running = compat.start_reference("leader-2", leader=True)
+            running_now = running
+            eventually(running_now.ready, timeout=60, what="the reference to be ready")
+            time.sleep(4)
+            assert lease_holder(cluster) == mine, "the reference took our Lease"
+            killed = time.monotonic()
+            ours.kill()
+            eventually(
+                lambda: lease_holder(cluster) not in ("", mine),
+                timeout=60,
+                interval=0.05,
+                what="the reference to take over",
+            )
+            takeovers["this killed -> reference leads"] = time.monotonic() - killed
+            time.sleep(8)
+        settled = wait_settled(cluster)
+    finally:
+        running.stop()
+        if ours is not None:
+            ours.terminate()
+    entries = audit_entries(cluster, [REFERENCE_USER, THIS_USER], since)
+    checked, wrong = overlapping_writes(entries, NAMESPACE)
+    by_user = {
+        user: summary([e for e in entries if e["user"]["username"] == user])
+        for user in (REFERENCE_USER, THIS_USER)
+    }
+    compat.report(
+        "leader_election",
+        {
+            "spec_changes": churn.changes,
+            "takeover_s": {what: round(took, 2) for what, took in takeovers.items()},
+            "writes_checked_against_lease_terms": checked,
+            "writes_outside_own_term": wrong[:20],
+            "writes_by_user": by_user,
+            "settled_s_after_churn": round(settled, 2),
+        },
+    )
+    assert checked > 0
+    assert not wrong, wrong[:10]
+    for user, counted in by_user.items():
+        assert any("daemonsets" in key for key in counted), f"{user} wrote no DaemonSet"
+    assert not fleet.tracebacks(ours.log)
+
+
+# 5. The plugin service account ---------------------------------------------------------------
+def test_the_plugin_service_account_rolls_each_plugin_once(compat: Compat) -> None:
+    require(compat)
+    cluster = compat.cluster
+    eventually(lambda: daemonsets_rolled_out(cluster), timeout=120, what="rollouts to finish")
+    before = snapshot(cluster)
+    process = compat.start_this("account", f"--plugin-service-account={PLUGIN_ACCOUNT}")
+
+    def moved() -> bool:
+        current = snapshot(cluster)
+        return daemonsets_rolled_out(cluster) and all(
+            state.template["spec"].get("serviceAccountName") == PLUGIN_ACCOUNT
+            for state in current.values()
+        )
+
+    eventually(moved, timeout=180, interval=0.5, what="every plugin to run as the account")
+    rolled_out = time.monotonic() - process.started
+    time.sleep(10)  # and nothing more happens
+    after = snapshot(cluster)
+    alive = process.popen.poll() is None
+    process.terminate()
+    changes = rolled(before, after)
+    fields = sorted(
+        {what.split(":", 1)[0] for found in template_changes(changes).values() for what in found}
+    )
+    compat.report(
+        "plugin_service_account",
+        {
+            "rolled_out_s_after_start": round(rolled_out, 1),
+            "daemonsets_rolled": len(changes),
+            "template_fields_changed": fields,
+            "pods_restarted": sum(len(s.pods - after[n].pods) for n, s in before.items()),
+        },
+    )
+    assert alive
+    assert set(changes) == set(before)
+    for name, state in before.items():
+        assert after[name].uid == state.uid
+        assert after[name].generation == state.generation + 1, (name, changes[name])
+        assert not state.pods & after[name].pods, name
+    assert set(fields) <= {
+        "template.spec.serviceAccountName",
+        "template.spec.serviceAccount",  # the API server's deprecated copy of the name
+        "template.spec.automountServiceAccountToken",
+    }, fields
+
+
+# The AcceleratorFunction schema --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "mode", ["af", "region", "afx", "subregion", "af|region", "regiondevel", "regionx", "xaf"]
+)
+def test_accelerator_function_modes_are_the_references(compat: Compat, mode: str) -> None:
+    """Our model (and so our CRD) accepts exactly what the reference's CRD accepts."""
+    body = {
+        "apiVersion": "fpga.intel.com/v2",
+        "kind": "AcceleratorFunction",
+        "metadata": {"name": "mode-check", "namespace": NAMESPACE},
+        "spec": {"afuId": "d8424dc4", "interfaceId": "ce489693", "mode": mode},
+    }
+    status, _ = compat.cluster.api.request(
+        "POST",
+        f"/apis/fpga.intel.com/v2/namespaces/{NAMESPACE}/acceleratorfunctions?dryRun=All",
+        body,
+    )
+    try:
+        fpga_api.AcceleratorFunctionSpec.model_validate(body["spec"])
+        ours = True
+    except pydantic.ValidationError:
+        ours = False
+    assert (status == 201) == ours, (mode, status)

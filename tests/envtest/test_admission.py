@@ -519,44 +519,68 @@ async def test_sgx_pods_in_aesmd_daemonset_and_named_provider_modes(
     await kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
 
 
-async def test_pods_in_the_operators_namespace_never_reach_the_pod_mutators(
+async def test_pods_in_the_operators_namespace_are_mutated_as_anywhere_else(
     cluster: TestCluster, webhooked: Webhooked
 ) -> None:
-    """namespaceSelector: nothing in the operator's namespace waits on the operator."""
+    """As the reference's: no namespaceSelector; only the matchConditions keep a pod away, and
+    the operator's own pods and the plugins' ask for no device resource."""
     await kubectl(
         cluster, "create", "serviceaccount", "default", "-n", OPERATOR_NAMESPACE, check=False
     )
-    before = webhooked.manager.admission.calls
-    pod = sgx_pod(f"own-{uuid.uuid4().hex[:6]}", ["test"], "aesmd")
-    fpga_limits = {"fpga.intel.com/arria10.dcp1.2-nlb0-orchestrated": "1"}
-    pod["spec"]["containers"].append(
-        {
-            "name": "fpga",
-            "image": "example.invalid/x:1",
-            "resources": {"limits": fpga_limits, "requests": dict(fpga_limits)},
-        }
-    )
 
-    async def created() -> bool:
-        done = await kubectl(
+    async def create(body: dict[str, Any]) -> Any:
+        return await kubectl(
             cluster,
             "create",
             "-n",
             OPERATOR_NAMESPACE,
             "-f",
             "-",
-            input=json.dumps(pod),
+            input=json.dumps(body),
             check=False,
         )
-        return bool(done.returncode == 0)
 
-    await eventually_async(created, timeout=30, what="the pod to be admitted")
+    # A pod shaped like the operator's own (CPU and memory only) never reaches the mutators.
+    before = webhooked.manager.admission.calls
+    own = plain_pod(
+        f"own-{uuid.uuid4().hex[:6]}",
+        {
+            "name": "manager",
+            "image": "example.invalid/x:1",
+            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+        },
+    )
+    assert (await create(own)).returncode == 0
+    assert webhooked.manager.admission.calls == before
+
+    # An SGX workload there is mutated.
+    pod = sgx_pod(f"sgx-{uuid.uuid4().hex[:6]}", ["test"], "aesmd")
+
+    async def created() -> bool:
+        return bool((await create(pod)).returncode == 0)
+
+    await eventually_async(created, timeout=30, what="the SGX pod to be admitted")
     stored = await kubectl_json(
         cluster, "get", "pod", pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE
     )
-    assert stored["spec"]["containers"][0]["resources"]["limits"] == {"sgx.intel.com/epc": "1Mi"}
-    assert webhooked.manager.admission.calls == before
-    await kubectl(cluster, "delete", "pod", pod["metadata"]["name"], "-n", OPERATOR_NAMESPACE)
+    assert stored["spec"]["containers"][0]["resources"]["limits"]["sgx.intel.com/enclave"] == "1"
+    assert webhooked.manager.admission.calls > before
+
+    # An FPGA workload there is answered by the FPGA mutator (no mappings: denied by name).
+    fpga_limits = {"fpga.intel.com/arria10.dcp1.2-nlb0-orchestrated": "1"}
+    fpga = plain_pod(
+        f"fpga-{uuid.uuid4().hex[:6]}",
+        {
+            "name": "fpga",
+            "image": "example.invalid/x:1",
+            "resources": {"limits": fpga_limits, "requests": dict(fpga_limits)},
+        },
+    )
+    denied = await create(fpga)
+    assert denied.returncode != 0
+    assert "arria10.dcp1.2-nlb0-orchestrated" in denied.stderr, denied.stderr
+    for name in (own["metadata"]["name"], pod["metadata"]["name"]):
+        await kubectl(cluster, "delete", "pod", name, "-n", OPERATOR_NAMESPACE, "--wait=false")
 
 
 # The FPGA Pod mutator (spec §3.6, §4.10, §6.6) ----------------------------------------------

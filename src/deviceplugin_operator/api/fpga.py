@@ -45,9 +45,13 @@ class AcceleratorFunctionSpec(wire.Model):
     interface_id: InterfaceId
     """Identifier of the FPGA region interface the bitstream is built for."""
 
-    # The reference's ``^af|region$`` also admitted "afx" and "subregion"; grouping the
-    # alternation admits exactly its valid values.
-    mode: Annotated[str, pydantic.Field(pattern=r"^(af|region)$")]
+    # The reference's schema, to the character: ``^af|region$`` is "starts with af" or
+    # "ends with region" (alternation binds loosest), so "afx" and "subregion" are accepted
+    # too. Objects its CRD stored must stay valid under ours; the FPGA pod mutator is where
+    # a mode other than af/region matters, and it denies pods asking for such a function
+    # with the reference's message ('... is registered with unknown mode "afx" instead of
+    # "af" or "region"').
+    mode: Annotated[str, pydantic.Field(pattern=r"^af|region$")]
     """Mode of operation: af (preprogrammed) or region (programmed on demand)."""
 
 

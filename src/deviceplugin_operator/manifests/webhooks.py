@@ -35,15 +35,10 @@ FPGA pod still asking for the user-facing name (``fpga.intel.com/<function>``), 
 advertises, so that it stays Pending with no hint why (the reference denies such a pod in a
 namespace without mappings anyway).
 
-The Pod mutators also carry a ``namespaceSelector`` leaving out the operator's own namespace
-(``kubernetes.io/metadata.name NotIn [<namespace>]``), so that nothing running there (the
-operator, and in the default install the plugins) ever waits on the operator, whatever a pod
-asks for. The generated manifests name the kustomize placeholder namespace ``system``;
-``default/kustomization.yaml`` replaces it with the install namespace, the Helm chart with the
-release namespace."""
-
-OPERATOR_NAMESPACE_PLACEHOLDER = "system"
-NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+Like the reference's, the Pod mutators see every namespace, the operator's own included (SGX
+and FPGA workloads there are mutated too). The matchConditions are what keeps the operator's
+own pods and the plugin pods away from them: neither asks for an ``sgx.intel.com/*`` or
+``fpga.intel.com/*`` resource, so neither ever waits on the operator."""
 
 
 def service_client_config(path: str) -> dict[str, Any]:
@@ -72,9 +67,7 @@ def _webhook(
     }
 
 
-def _pod_webhook(
-    mutator: device_kind.PodMutator, client_config: ClientConfig, operator_namespace: str
-) -> dict[str, Any]:
+def _pod_webhook(mutator: device_kind.PodMutator, client_config: ClientConfig) -> dict[str, Any]:
     hook: dict[str, Any] = {
         "admissionReviewVersions": ["v1"],
         "clientConfig": client_config(mutator.path),
@@ -83,11 +76,6 @@ def _pod_webhook(
             {"name": mutator.match_condition, "expression": mutator.match_expression}
         ],
         "name": mutator.webhook,
-        "namespaceSelector": {
-            "matchExpressions": [
-                {"key": NAMESPACE_LABEL, "operator": "NotIn", "values": [operator_namespace]}
-            ]
-        },
     }
     if mutator.reinvocation_policy is not None:
         hook["reinvocationPolicy"] = mutator.reinvocation_policy
@@ -111,18 +99,20 @@ def configurations(
     client_config: ClientConfig = service_client_config,
     *,
     prefix: str = "",
-    operator_namespace: str = OPERATOR_NAMESPACE_PLACEHOLDER,
+    operator_namespace: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(MutatingWebhookConfiguration, ValidatingWebhookConfiguration) for ``kinds``.
 
-    ``operator_namespace`` is left out of the Pod mutators' scope.
+    ``operator_namespace`` is ignored: the Pod mutators no longer leave the operator's
+    namespace out (kept so that callers written for that still work; to be removed).
     """
+    del operator_namespace
     chosen = sorted(kinds, key=lambda kind: kind.name)
     mutating_hooks = [
         _webhook(f"m{kind.singular}.kb.io", kind.mutate_path, kind, client_config)
         for kind in chosen
     ] + [
-        _pod_webhook(kind.pod_mutator, client_config, operator_namespace)
+        _pod_webhook(kind.pod_mutator, client_config)
         for kind in chosen
         if kind.pod_mutator is not None
     ]

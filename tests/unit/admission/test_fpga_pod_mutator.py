@@ -294,6 +294,20 @@ def test_p16_an_unknown_mode_is_refused() -> None:
     )
 
 
+def test_a_mode_the_schema_accepts_but_nobody_knows_is_refused_by_name() -> None:
+    # "afx" passes the reference's pattern (^af|region$), so an object with it is stored and
+    # mapped; a pod asking for it is denied with the reference's message.
+    mappings = fpga.Mappings()
+    mappings.apply_accelerator_function(function_object("afx-function", mode="afx"))
+    assert mappings.resources(NS) == {"fpga.intel.com/afx-function": REGION_A10}
+    with pytest.raises(errors.Rejected) as raised:
+        ops_for(mappings, container({"fpga.intel.com/afx-function": 1}))
+    assert raised.value.message == (
+        '"fpga.intel.com/afx-function" is registered with unknown mode "afx" instead of "af"'
+        ' or "region"'
+    )
+
+
 # The fixes of §8 item 17 ------------------------------------------------------------------
 
 

@@ -186,13 +186,28 @@ def test_accelerator_function_modes(mode: str) -> None:
     }
 
 
-@pytest.mark.parametrize("mode", ["afx", "subregion", "regiondevel", "", "af|region"])
-def test_accelerator_function_mode_precedence_fixed(mode: str) -> None:
-    # "afx" and "subregion" passed the reference's ^af|region$.
-    with pytest.raises(pydantic.ValidationError):
-        fpga.AcceleratorFunctionSpec.model_validate(
-            {"afuId": "d8424dc4", "interfaceId": "ce489693", "mode": mode}
-        )
+@pytest.mark.parametrize(
+    ("mode", "valid"),
+    [
+        # The reference's ^af|region$, as the API server (Go regexp) applies it: "starts with
+        # af" or "ends with region".
+        ("afx", True),
+        ("subregion", True),
+        ("af|region", True),
+        ("regiondevel", False),
+        ("regionx", False),
+        ("xaf", False),
+        ("bogus", False),
+        ("", False),
+    ],
+)
+def test_accelerator_function_mode_is_the_references_pattern(mode: str, valid: bool) -> None:
+    spec = {"afuId": "d8424dc4", "interfaceId": "ce489693", "mode": mode}
+    if valid:
+        assert fpga.AcceleratorFunctionSpec.model_validate(spec).mode == mode
+    else:
+        with pytest.raises(pydantic.ValidationError):
+            fpga.AcceleratorFunctionSpec.model_validate(spec)
 
 
 @pytest.mark.parametrize(
