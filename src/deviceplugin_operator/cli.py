@@ -9,8 +9,11 @@ defaults (``--metrics-bind-address``, ``--health-probe-bind-address``,
 Leader election can be tuned (``--leader-elect-lease-duration``, ``--leader-elect-renew-deadline``,
 ``--leader-elect-retry-period``, Go durations such as ``15s``; ``--leader-elect-namespace``,
 by default the operator's own namespace), and a mounted metrics certificate used
-(``--metrics-cert-path``, kubebuilder's name). A replica that loses the lease exits with status 1
-so that Kubernetes restarts it.
+(``--metrics-cert-path``, kubebuilder's name).
+
+A failed start ends in one line on stderr naming the cause and the fix, never a traceback: a
+flag or environment value the operator cannot use exits 2 (checked before anything starts),
+anything the cluster or the host refuses at start-up (``manager.StartupError``) exits 1.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from deviceplugin_operator import devices, manager, settings
-from deviceplugin_operator.controller import election
+from deviceplugin_operator.controller import certificates, election, probes
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,24 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""RFC 1123 label: what Kubernetes accepts as a namespace (or a Service) name."""
+
+USAGE = 2
+"""Exit status of a flag or environment value the operator cannot run with."""
+START_FAILED = 1
+"""Exit status of a start that the cluster or the host refused (``manager.StartupError``)."""
+
+
 class UsageError(Exception):
     """A flag or environment value the operator cannot run with; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block): the last line is the cause."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
 def parse_devices(values: Sequence[str]) -> tuple[str, ...]:
@@ -60,16 +80,100 @@ def parse_devices(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def parse_duration(text: str) -> float:
-    """A Go duration (``15s``, ``1m30s``, ``500ms``) or plain seconds → seconds."""
+    """A Go duration (``15s``, ``1m30s``, ``500ms``) or plain seconds → seconds (>= 0)."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 1m30s, 500ms)")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            raise argparse.ArgumentTypeError(
+                f"invalid duration {text!r} (e.g. 15s, 1m30s, 500ms)"
+            ) from None
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: not a length of time")
+    return seconds
+
+
+def parse_period(text: str) -> float:
+    """A duration that is longer than zero (how often something repeats)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid period {text!r}: must be longer than 0s")
+    return seconds
+
+
+def parse_port(text: str) -> int:
+    """A TCP port, 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r} (0 to 65535)")
+    return port
+
+
+def parse_bind_address(text: str) -> str:
+    """``host:port``, ``:port`` or ``0`` (off), checked as the servers will read it."""
+    try:
+        bind = probes.parse_bind_address(text)
+    except ValueError:
+        bind = ("", -1)
+    if bind is not None and not 0 <= bind[1] <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"invalid address {text!r} (host:port, :port, or 0 to turn it off)"
+        )
+    return text
+
+
+def _dns_label(text: str, what: str) -> str:
+    if not _DNS_LABEL.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid {what} {text!r} (at most 63 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit)"
+        )
+    return text
+
+
+def parse_namespace(text: str) -> str:
+    """A name Kubernetes accepts for a namespace."""
+    return _dns_label(text, "namespace")
+
+
+def parse_service(text: str) -> str:
+    """A name Kubernetes accepts for a Service (one DNS label of its DNS names)."""
+    return _dns_label(text, "Service name")
+
+
+def parse_hosts(text: str) -> tuple[str, ...]:
+    """A comma list of DNS names and IP addresses that can name a certificate."""
+    hosts = tuple(host.strip() for host in text.split(",") if host.strip())
+    for host in hosts:
+        if (problem := certificates.host_problem(host)) is not None:
+            raise argparse.ArgumentTypeError(f"{host!r} cannot name a certificate: {problem}")
+    return hosts
+
+
+def parse_file(text: str) -> str:
+    """The path of a file that exists."""
+    if not pathlib.Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such file {text!r}")
+    return text
+
+
+def _namespace_from(value: str, source: str) -> str:
+    try:
+        return parse_namespace(value)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"{source}: {error}") from None
+
+
+def _namespace_variable(environ: Mapping[str, str], variable: str) -> str | None:
+    """The namespace in ``variable`` if set and not empty (UsageError if not a name)."""
+    value = environ.get(variable)
+    return _namespace_from(value, variable) if value else None
 
 
 def image_overrides(environ: Mapping[str, str]) -> dict[str, str]:
@@ -78,7 +182,7 @@ def image_overrides(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deviceplugin-operator",
         description="Kubernetes operator for the Intel device plugins.",
     )
@@ -86,16 +190,19 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the operator (controllers, webhooks, probes)")
     run.add_argument(
         "--metrics-bind-address",
+        type=parse_bind_address,
         default=":8080",
         help='metrics endpoint address; "0" disables it (default ":8080")',
     )
     run.add_argument(
         "--health-probe-bind-address",
+        type=parse_bind_address,
         default=":8081",
         help='address of /healthz and /readyz (default ":8081")',
     )
     run.add_argument(
         "--deviceplugin-namespace",
+        type=parse_namespace,
         default="kube-system",
         help="namespace of the plugin DaemonSets; env DEVICEPLUGIN_NAMESPACE wins",
     )
@@ -120,13 +227,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--leader-elect-retry-period",
-        type=parse_duration,
+        type=parse_period,
         default=2.0,
         metavar="DURATION",
         help="interval between renewals and acquisition attempts (default 2s)",
     )
     run.add_argument(
         "--leader-elect-namespace",
+        type=parse_namespace,
         default=None,
         help="namespace of the Lease (default: env POD_NAMESPACE, then the service "
         "account's namespace, then the plugin namespace)",
@@ -157,11 +265,14 @@ def _parser() -> argparse.ArgumentParser:
         "comma list; default: all",
     )
     run.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig path (default: KUBECONFIG, then in-cluster)"
+        "--kubeconfig",
+        type=parse_file,
+        default=None,
+        help="kubeconfig path (default: KUBECONFIG, then in-cluster)",
     )
     run.add_argument(
         "--webhook-port",
-        type=int,
+        type=parse_port,
         default=9443,
         help="HTTPS port of the admission webhooks; 0 disables them",
     )
@@ -184,20 +295,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--webhook-cert-hosts",
-        default="",
+        type=parse_hosts,
+        default=(),
         help="comma list of DNS names/IPs of the self-managed serving certificate "
         "(default: the webhook Service's names)",
     )
     run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
     run.add_argument(
         "--webhook-cert-check-period",
-        type=parse_duration,
+        type=parse_period,
         default=manager.Options.certificate_check_period,
         metavar="DURATION",
         help="how often the self-managed certificate is checked: a deleted Secret is "
         "recreated and a lost CA bundle rewritten (default 10s)",
     )
-    run.add_argument("--webhook-service", default="intel-deviceplugins-webhook-service")
+    run.add_argument(
+        "--webhook-service", type=parse_service, default="intel-deviceplugins-webhook-service"
+    )
     run.add_argument(
         "--webhook-configuration-prefix",
         default="intel-deviceplugins-",
@@ -211,15 +325,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--operator-namespace",
+        type=parse_namespace,
         default=None,
         help="namespace of the operator (default: env POD_NAMESPACE, then "
         "DEVICEPLUGIN_NAMESPACE, then inteldeviceplugins-system)",
     )
     run.add_argument(
         "--resync-period",
-        type=float,
+        type=parse_duration,
         default=600.0,
-        help="seconds between level-triggered re-reconciles of every CR",
+        metavar="DURATION",
+        help="time between level-triggered re-reconciles of every CR (seconds or a duration "
+        "such as 10m; 0 turns it off; default 600)",
     )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument(
@@ -269,8 +386,13 @@ def _configure_logging(log_format: str, verbosity: int) -> None:
 
 
 def build_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> settings.Settings:
+    plugin_namespace = args.deviceplugin_namespace
+    if environ.get("DEVICEPLUGIN_NAMESPACE"):
+        plugin_namespace = _namespace_from(
+            environ["DEVICEPLUGIN_NAMESPACE"], "DEVICEPLUGIN_NAMESPACE"
+        )
     return settings.Settings(
-        plugin_namespace=environ.get("DEVICEPLUGIN_NAMESPACE") or args.deviceplugin_namespace,
+        plugin_namespace=plugin_namespace,
         image_pull_secret=environ.get("DEVICEPLUGIN_SECRET") or None,
         image_overrides=image_overrides(environ),
         devices=parse_devices(args.devices),
@@ -286,13 +408,17 @@ def leader_election_namespace(
     """The flag, else the pod's namespace (env, then service account), else the plugins'."""
     if args.leader_elect_namespace:
         return str(args.leader_elect_namespace)
-    if environ.get("POD_NAMESPACE"):
-        return environ["POD_NAMESPACE"]
+    if pod := _namespace_variable(environ, "POD_NAMESPACE"):
+        return pod
     try:
         mounted = service_account_namespace.read_text().strip()
     except OSError:
         mounted = ""
-    return mounted or environ.get("DEVICEPLUGIN_NAMESPACE") or args.deviceplugin_namespace
+    if mounted:
+        return _namespace_from(mounted, str(service_account_namespace))
+    return _namespace_variable(environ, "DEVICEPLUGIN_NAMESPACE") or str(
+        args.deviceplugin_namespace
+    )
 
 
 def build_election(
@@ -315,6 +441,12 @@ def build_election(
 
 
 def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manager.Options:
+    operator_namespace = (
+        args.operator_namespace
+        or _namespace_variable(environ, "POD_NAMESPACE")
+        or _namespace_variable(environ, "DEVICEPLUGIN_NAMESPACE")
+        or "inteldeviceplugins-system"
+    )
     return manager.Options(
         kubeconfig=args.kubeconfig or environ.get("KUBECONFIG") or None,
         health_probe_bind_address=args.health_probe_bind_address,
@@ -329,15 +461,12 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
         webhook_certs=args.webhook_certs,
-        webhook_hosts=tuple(h.strip() for h in args.webhook_cert_hosts.split(",") if h.strip()),
+        webhook_hosts=args.webhook_cert_hosts,
         webhook_secret=args.webhook_secret,
         certificate_check_period=args.webhook_cert_check_period,
         webhook_service=args.webhook_service,
         webhook_configuration_prefix=args.webhook_configuration_prefix,
-        operator_namespace=args.operator_namespace
-        or environ.get("POD_NAMESPACE")
-        or environ.get("DEVICEPLUGIN_NAMESPACE")
-        or "inteldeviceplugins-system",
+        operator_namespace=operator_namespace,
         enable_http2=args.enable_http2,
     )
 
@@ -352,13 +481,13 @@ async def _run(config: settings.Settings, options: manager.Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         config = build_settings(args, os.environ)
         options = build_options(args, os.environ)
     except UsageError as error:
         print(error, file=sys.stderr)
-        return 1
+        return USAGE
     _configure_logging(args.log_format, args.verbosity)
     log.info(
         "Starting operator",
@@ -367,7 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What exists now (modules, models, their schemas) lives as long as the process: the
     # collector need not scan it on every full collection, which shortens its pauses.
     gc.freeze()
-    return asyncio.run(_run(config, options))
+    try:
+        return asyncio.run(_run(config, options))
+    except manager.StartupError as error:
+        log.error("%s", error)
+        return START_FAILED
 
 
 if __name__ == "__main__":

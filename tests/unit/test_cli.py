@@ -1,6 +1,9 @@
 """Flags and environment of ``deviceplugin-operator run``."""
 
 import argparse
+import gc
+import json
+import logging
 import pathlib
 import socket
 
@@ -38,8 +41,8 @@ def test_duplicate_device_is_one_line_error() -> None:
         cli.parse_devices(["gpu", "qat,gpu"])
 
 
-def test_main_exits_1_with_one_line_for_a_bad_device(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["run", "--devices", "gpu,gpu"]) == 1
+def test_main_exits_2_with_one_line_for_a_bad_device(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--devices", "gpu,gpu"]) == 2
     assert capsys.readouterr().err == "Duplicate device: gpu\n"
 
 
@@ -128,7 +131,7 @@ def test_impossible_leader_election_timings_are_one_line_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["run", "--leader-elect", "--leader-elect-renew-deadline=20s"]
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("Invalid leader election timing: the lease duration must be greater")
     assert err.count("\n") == 1
@@ -174,3 +177,83 @@ def test_certificate_check_period_is_short_by_default_and_a_flag() -> None:
     assert default.certificate_check_period == 10.0
     args = cli._parser().parse_args(["run", "--webhook-cert-check-period=1m"])
     assert cli.build_options(args, {}).certificate_check_period == 60.0
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--webhook-port=70000", "argument --webhook-port: invalid port '70000' (0 to 65535)"),
+        ("--webhook-port=x", "argument --webhook-port: invalid port 'x'"),
+        ("--leader-elect-lease-duration=5q", "invalid duration '5q' (e.g. 15s, 1m30s, 500ms)"),
+        ("--leader-elect-retry-period=0", "invalid period '0': must be longer than 0s"),
+        ("--webhook-cert-check-period=-1s", "invalid duration '-1s'"),
+        ("--resync-period=-1", "invalid duration '-1': not a length of time"),
+        ("--devices=tpu", "Unsupported device: tpu (supported: dsa, dlb"),
+        ("--metrics-bind-address=:abc", "argument --metrics-bind-address: invalid address"),
+        ("--health-probe-bind-address=:99999", "--health-probe-bind-address: invalid address"),
+        ("--deviceplugin-namespace=Plugins", "--deviceplugin-namespace: invalid namespace"),
+        ("--operator-namespace=-ops", "--operator-namespace: invalid namespace '-ops'"),
+        ("--webhook-cert-hosts=a..svc", "'a..svc' cannot name a certificate: it has an empty"),
+        ("--kubeconfig=/nonexistent/kubeconfig", "no such file '/nonexistent/kubeconfig'"),
+        ("--log-format=xml", "argument --log-format: invalid choice: 'xml'"),
+        ("--no-such-flag", "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], flag: str, message: str
+) -> None:
+    assert cli.main(["run", flag]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert message in err
+
+
+@pytest.mark.parametrize("variable", ["DEVICEPLUGIN_NAMESPACE", "POD_NAMESPACE"])
+def test_a_bad_namespace_in_the_environment_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "Not_A_Name")
+    assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err.startswith(f"{variable}: invalid namespace 'Not_A_Name'")
+
+
+def test_a_refused_start_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    # Nothing listens on a port just released: the API server cannot be reached.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    argv = [
+        "run",
+        f"--kubeconfig={kubeconfig}",
+        "--metrics-bind-address=0",
+        "--health-probe-bind-address=0",
+        "--webhook-port=0",
+    ]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert cli.main(argv) == 1
+    finally:
+        # What cli.main set up for a whole process.
+        root.handlers[:], root.level = handlers, level
+        gc.unfreeze()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert "ERROR deviceplugin_operator.cli Cannot reach the Kubernetes API server " in last
+    assert f"https://127.0.0.1:{port} (kubeconfig: {kubeconfig}): Cannot connect to host" in last

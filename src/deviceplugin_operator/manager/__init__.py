@@ -4,7 +4,8 @@ metrics, admission webhooks and leader election. cli.py calls ``run``; tests emb
 
 What runs is built apart from when it runs::
 
-    process        the process: its API clients and its manager, until stopped
+    process        the process: its API clients, the checks, its manager, until stopped
+    preflight      the reads a start depends on, made before anything starts
     lifecycle      Manager: the order of start-up (servers, informers, election, workers)
                    and of shutdown
     composition    Parts: everything the process runs, built from the settings
@@ -12,6 +13,7 @@ What runs is built apart from when it runs::
     webhook_certificates   the admission server's certificate, self-managed or mounted
     metrics_endpoint       /metrics: its registry's clients and its server
     options        Options: how the process runs
+    startup        StartupError: a failed start as one line, its cause and its fix
 """
 
 from deviceplugin_operator.manager.composition import plugin_label_selector
@@ -19,6 +21,15 @@ from deviceplugin_operator.manager.controllers import Controller
 from deviceplugin_operator.manager.lifecycle import Manager
 from deviceplugin_operator.manager.options import Options
 from deviceplugin_operator.manager.process import run
+from deviceplugin_operator.manager.startup import StartupError
 from deviceplugin_operator.manager.webhook_certificates import webhook_hosts
 
-__all__ = ["Controller", "Manager", "Options", "plugin_label_selector", "run", "webhook_hosts"]
+__all__ = [
+    "Controller",
+    "Manager",
+    "Options",
+    "StartupError",
+    "plugin_label_selector",
+    "run",
+    "webhook_hosts",
+]

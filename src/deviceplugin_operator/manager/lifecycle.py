@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from deviceplugin_operator import settings
 from deviceplugin_operator.controller.metrics import recording
 from deviceplugin_operator.kube import client, objects
-from deviceplugin_operator.manager import composition, metrics_endpoint, options
+from deviceplugin_operator.manager import composition, metrics_endpoint, options, startup
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +123,15 @@ class Manager(composition.Parts):
     async def serve(self) -> None:
         """Start what every replica runs: probes, metrics, webhooks and the informers."""
         options = self.options
-        await self.probes.start(options.health_probe_bind_address)
+        address = options.health_probe_bind_address
+        with startup.listening("--health-probe-bind-address", address):
+            await self.probes.start(address)
         await metrics_endpoint.start(self.metrics_server, options)
         if options.webhook_port:
             context = await self.webhook_certificates.start()
-            await self.admission.start(options.webhook_host, options.webhook_port, context)
+            address = f"{options.webhook_host}:{options.webhook_port}"
+            with startup.listening("--webhook-host, --webhook-port", address):
+                await self.admission.start(options.webhook_host, options.webhook_port, context)
         for inf in self.informers:
             inf.start()
 

@@ -6,10 +6,11 @@ server."""
 from __future__ import annotations
 
 import pathlib
+import ssl
 
 from deviceplugin_operator.controller.metrics import authorizing, recording, serving
 from deviceplugin_operator.kube import client
-from deviceplugin_operator.manager import options
+from deviceplugin_operator.manager import options, startup
 
 
 def server(
@@ -32,8 +33,22 @@ async def start(metrics_server: serving.MetricsServer, options: options.Options)
                 options.metrics_cert_name,
                 options.metrics_cert_key,
             )
-        metrics_server.ssl_context = serving.tls_context(files, enable_http2=options.enable_http2)
-    await metrics_server.start(options.metrics_bind_address)
+        try:
+            context = serving.tls_context(files, enable_http2=options.enable_http2)
+        except (OSError, ssl.SSLError) as error:
+            if files is None:
+                raise
+            raise startup.unusable_certificate(
+                "metrics certificate (--metrics-cert-path)",
+                files.directory,
+                files.cert_name,
+                files.key_name,
+                "mount the metrics serving certificate and key there (--metrics-cert-name, "
+                "--metrics-cert-key), or leave --metrics-cert-path out for a self-signed one",
+            ) from error
+        metrics_server.ssl_context = context
+    with startup.listening("--metrics-bind-address", options.metrics_bind_address):
+        await metrics_server.start(options.metrics_bind_address)
 
 
 async def connect(kubeconfig: str | None, metrics: recording.Metrics) -> client.HttpKubeClient:

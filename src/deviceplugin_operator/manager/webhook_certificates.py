@@ -17,7 +17,7 @@ import ssl
 from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates
 from deviceplugin_operator.kube import client, errors, resources
-from deviceplugin_operator.manager import options
+from deviceplugin_operator.manager import options, startup
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,14 @@ class WebhookCertificates:
         if options.webhook_certs == "mounted":
             mounted = server.MountedCertificates(cert_dir, context)
             if not mounted.reload_if_changed():
-                raise errors.ConfigError(
-                    f"No usable tls.crt/tls.key in {cert_dir} (--webhook-certs=mounted)"
+                raise startup.unusable_certificate(
+                    "webhook certificate (--webhook-certs=mounted)",
+                    cert_dir,
+                    "tls.crt",
+                    "tls.key",
+                    "mount the Secret with the serving certificate and its key there "
+                    "(--webhook-cert-dir), or let the operator manage its own "
+                    "(--webhook-certs=self-managed)",
                 )
             self._background.append(asyncio.create_task(mounted.watch()))
             return context
@@ -73,7 +79,21 @@ class WebhookCertificates:
             ],
         )
         self._self_managed = (self_managed, context, cert_dir)
-        await self.refresh()
+        try:
+            await self.refresh()
+        except errors.NotFound as error:
+            # Only the Secret's create can miss anything: its namespace.
+            raise startup.namespace_missing(
+                options.operator_namespace,
+                "the webhook certificate Secret (--operator-namespace, env POD_NAMESPACE)",
+            ) from error
+        except errors.Forbidden as error:
+            refusal = startup.Refusal.parse(error)
+            if refusal is None:
+                raise
+            raise startup.StartupError(
+                f"{refusal.error(prefix)}, or serve a mounted certificate (--webhook-certs=mounted)"
+            ) from error
         self._background.append(asyncio.create_task(self._keep()))
         return context
 
