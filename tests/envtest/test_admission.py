@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+import tls_probes
 from clusters import TestCluster
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import backoff
@@ -128,33 +129,27 @@ async def test_ca_bundle_is_written_into_the_webhook_configurations(
         assert bundles == {base64.b64encode(ca).decode()}
 
 
-async def test_webhook_serves_only_tls_1_2_and_newer(webhooked: Webhooked) -> None:
-    await asyncio.to_thread(_handshakes, webhooked.port)
+async def test_webhook_serves_only_tls_1_2_and_newer(
+    cluster: TestCluster, webhooked: Webhooked
+) -> None:
+    secret = await kubectl_json(cluster, "get", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
+    pair = (
+        base64.b64decode(secret["data"]["tls.crt"]),
+        base64.b64decode(secret["data"]["tls.key"]),
+    )
+    await asyncio.to_thread(_handshakes, webhooked.port, pair)
 
 
-def _handshakes(port: int) -> None:
-    import socket
-
-    for version, works in (
-        (ssl.TLSVersion.TLSv1_1, False),
-        (ssl.TLSVersion.TLSv1_2, True),
-        (ssl.TLSVersion.TLSv1_3, True),
-    ):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.minimum_version = context.maximum_version = version
-        if version == ssl.TLSVersion.TLSv1_1:
-            context.set_ciphers("ALL:@SECLEVEL=0")
-        try:
-            with (
-                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-                context.wrap_socket(raw) as tls,
-            ):
-                negotiated = tls.version()
-        except (ssl.SSLError, OSError):
-            negotiated = None
-        assert (negotiated is not None) == works, (version, negotiated)
+def _handshakes(port: int, pair: tuple[bytes, bytes]) -> None:
+    # The control: with the same certificate, a server allowing TLS 1.0/1.1 gets them from
+    # this client, so the operator's refusal below is the server's doing.
+    with tls_probes.legacy_control(*pair) as control:
+        for name, version in tls_probes.LEGACY.items():
+            assert tls_probes.handshake(control, version) == name
+    for name, version in tls_probes.LEGACY.items():
+        assert tls_probes.handshake(port, version) is None, name
+    for name, version in (("TLSv1.2", ssl.TLSVersion.TLSv1_2), ("TLSv1.3", ssl.TLSVersion.TLSv1_3)):
+        assert tls_probes.handshake(port, version) == name
 
 
 async def test_defaulting_sets_the_image(cluster: TestCluster, webhooked: Webhooked) -> None:
@@ -347,7 +342,8 @@ async def test_warnings_are_shown_by_kubectl(cluster: TestCluster, webhooked: We
     )
     completed = await apply(cluster, qat)
     assert completed.returncode == 0, completed.stderr
-    assert "spec.provisioningConfig: ConfigMap missing-config does not exist" in completed.stderr
+    # Whether a ConfigMap exists in the plugin namespace is not told to whoever asks (issue 14).
+    assert "missing-config" not in completed.stderr
 
 
 async def test_malformed_reviews_get_a_clean_answer_and_the_server_stays_up(

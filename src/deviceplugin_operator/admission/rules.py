@@ -19,10 +19,17 @@ word for word. Deliberate fixes:
 * QAT ``provisioningConfig`` is also allowed for ``6xxxvf`` devices (they read cfg_services
   too; the message keeps the reference's wording).
 
+Opt-in (``allowed_registries``, empty by default as in the reference): the plugin and init
+images must come from one of the given registries, each optionally narrowed to a path prefix
+(``registry.example.com``, ``docker.io/intel``); Docker Hub shorthand (``intel/x``) is
+``docker.io``. A plugin image runs privileged on every selected node, so whoever may create
+these resources is root on those nodes; the allow-list keeps that to known images.
+
 A valid resource may still get warnings (never denials), each naming the field and the fix:
 GPU ``monitoringMode`` without ``enableMonitoring``; a nodeSelector that can select the same
-nodes as another resource of the kind (two plugins per node); a ``provisioningConfig``
-ConfigMap missing from the plugin namespace. What the cluster holds arrives in ``Context``.
+nodes as another resource of the kind (two plugins per node). What the cluster holds arrives
+in ``Context``. Whether a ``provisioningConfig`` ConfigMap exists is not said here: anyone who
+can reach the webhook port could ask, and the resource's status reports it to its owner.
 """
 
 from __future__ import annotations
@@ -53,13 +60,6 @@ class Context:
     )
     """``spec.nodeSelector`` of the resources of the same kind, by resource name (the one
     under review is skipped by name)."""
-
-    config_map_exists: bool | None = None
-    """Whether the ``provisioningConfig`` ConfigMap exists in the plugin namespace; None when
-    unknown or not asked."""
-
-    plugin_namespace: str = "kube-system"
-    """Namespace of the plugin DaemonSets, where the ConfigMap must be."""
 
 
 # Defaulting ------------------------------------------------------------------------------
@@ -229,13 +229,49 @@ def validate(
     new: object,
     old: object = None,
     context: Context | None = None,
+    *,
+    allowed_registries: Sequence[str] = (),
 ) -> list[str]:
     """Judge ``new`` (CREATE, or UPDATE from ``old``): ``Rejected`` with the first problem,
     else the warnings for it. Only the new object is judged, as in the reference."""
     obj, spec = _parsed(kind, new)
     for check in CHECKS[kind.name]:
         check(kind, spec)
+    if allowed_registries:
+        for field in ("image", "initImage"):
+            if spec.get(field):
+                check_registry(spec[field], allowed_registries, f"spec.{field}")
     return _warnings(kind, obj, spec, context or Context())
+
+
+def _repository(reference: str) -> str:
+    """``registry/path`` with Docker Hub's shorthands spelled out."""
+    image = images.ImageRef.parse(reference)
+    registry = image.registry or "docker.io"
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = "docker.io"
+    path = image.path
+    if registry == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    return f"{registry}/{path}"
+
+
+def check_registry(image: str, allowed: Sequence[str], field: str = "spec.image") -> None:
+    """``Rejected`` unless ``image`` comes from one of ``allowed``: a registry host (with
+    port), optionally followed by a path prefix; whole path components are compared."""
+    try:
+        repository = _repository(image)
+    except ValueError as error:
+        raise errors.Rejected(f"invalid resource: {error}") from None
+    for entry in allowed:
+        prefix = entry.strip().rstrip("/")
+        if prefix and (repository == prefix or repository.startswith(prefix + "/")):
+            return
+    raise errors.Rejected(
+        f'invalid resource: {field} "{image}" is not from an allowed registry '
+        f"({', '.join(allowed)}); use an image from one of them or ask the cluster admin "
+        "to allow its registry (--allowed-image-registries)"
+    )
 
 
 # Warnings --------------------------------------------------------------------------------
@@ -289,10 +325,4 @@ def _warnings(
                 f"spec.nodeSelector can select the same nodes as {kind.kind} {other}, which "
                 "runs two plugins per node; make the nodeSelectors of the two disjoint"
             )
-    config_map = spec.get("provisioningConfig")
-    if config_map and context.config_map_exists is False:
-        found.append(
-            f"spec.provisioningConfig: ConfigMap {config_map} does not exist in namespace "
-            f"{context.plugin_namespace}; create it there, or the init container cannot start"
-        )
     return found

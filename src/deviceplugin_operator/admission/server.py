@@ -5,9 +5,17 @@ paths, so existing webhook configurations keep working and a disabled device's p
 404. There is one handler per verb (default, validate, SGX pods, FPGA pods), not per kind.
 
 Bad input gets a well-formed answer and the server stays up: a body that is not JSON or not an
-AdmissionReview is a 400 with a message, a body over ``MAX_BODY`` a 413, a content type other
-than JSON a 415, a review of the wrong kind or resource a denial; a bug in a rule is logged and
-answered with a denial (``status.code`` 500 inside an HTTP 200), never an HTTP 500.
+AdmissionReview is a 400 with a message, a body over ``MAX_BODY`` a 413, one without a
+Content-Length a 411, a content type other than JSON a 415, a review of the wrong kind or
+resource a denial; a bug in a rule is logged and answered with a denial (``status.code`` 500
+inside an HTTP 200), never an HTTP 500.
+
+No client can exhaust the process that also renews the Lease and answers the probes (one 3 MB
+pod review with 27,000 containers held the event loop for 1.7 s): connections are capped and
+given deadlines (``listening.GuardedSite``); bodies are read only while the bytes of all bodies
+being handled stay within ``BODY_BUDGET`` and within ``READ_TIMEOUT``; reviews are parsed, and
+pods mutated, on ``WORKERS`` threads of their own, not on the event loop; a pod with more than
+``MAX_CONTAINERS`` containers is denied with a message.
 
 TLS (``tls_context``): TLS 1.2 or newer, forward-secret AEAD suites only (ECDHE with AES-GCM
 or ChaCha20-Poly1305), ALPN ``http/1.1``. Certificates come from a ``CertificateSource``:
@@ -20,8 +28,11 @@ handshakes use it while open connections keep theirs.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -33,7 +44,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 from aiohttp import web
 
-from deviceplugin_operator import devices
+from deviceplugin_operator import devices, listening
 from deviceplugin_operator.admission import endpoints, errors, fpga, review, rules, sgx
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,23 @@ MAX_BODY = 3 * 1024 * 1024
 """Largest accepted request body; anything bigger is refused with 413. An object in etcd has
 at most 1.5 MiB: a pod review (CREATE) carries one, and an UPDATE of a device-plugin resource
 (a few KiB) two, so real reviews stay well below."""
+
+BODY_BUDGET = 2 * MAX_BODY
+"""Bytes of request bodies handled at once, from reading to answering; a request waits (at
+most ``READ_TIMEOUT``) until its Content-Length fits. Parsed, a review takes about 7 times its
+size, so this bounds the memory of requests to about 50 MiB."""
+
+READ_TIMEOUT = 10.0
+"""Seconds a request may take to get its turn and send its body: the API server's own timeout
+for a webhook call is 10 s."""
+
+WORKERS = 2
+"""Threads that parse reviews and mutate pods: the event loop never does that work, and at most
+this many reviews are in memory as Python objects."""
+
+MAX_CONTAINERS = 1000
+"""Containers of a pod the Pod mutators handle (about 0.1 s of work); more are denied.
+Kubernetes sets no limit, but no real pod comes near it."""
 
 CONTEXT_TIMEOUT = 2.0
 """Seconds the warnings may wait for cluster lookups before they are skipped: the API server
@@ -58,9 +86,6 @@ SelectorsProvider = Callable[
 ]
 """``spec.nodeSelector`` of every resource of a kind, by resource name (e.g. from a cache)."""
 
-ConfigMapProvider = Callable[[str], MaybeAwaitable[bool | None]]
-"""Whether a ConfigMap of this name exists in the plugin namespace; None when unknown."""
-
 
 async def _resolved(value: MaybeAwaitable[T]) -> T:
     if isinstance(value, Awaitable):
@@ -68,27 +93,15 @@ async def _resolved(value: MaybeAwaitable[T]) -> T:
     return value
 
 
-def context_provider(
-    *,
-    plugin_namespace: str,
-    selectors: SelectorsProvider | None = None,
-    config_map_exists: ConfigMapProvider | None = None,
-) -> ContextProvider:
-    """A ``ContextProvider`` from the two lookups the warnings use; each may be sync or async,
-    and a lookup that is not given is simply not warned about."""
+def context_provider(*, selectors: SelectorsProvider | None = None) -> ContextProvider:
+    """A ``ContextProvider`` from the lookup the warnings use (sync or async); without it,
+    overlapping nodeSelectors are not warned about."""
 
     async def provide(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
         others: Mapping[str, Mapping[str, str] | None] = {}
         if selectors is not None:
             others = await _resolved(selectors(kind))
-        exists: bool | None = None
-        spec = obj.get("spec")
-        config_map = spec.get("provisioningConfig") if isinstance(spec, Mapping) else None
-        if config_map_exists is not None and config_map and isinstance(config_map, str):
-            exists = await _resolved(config_map_exists(config_map))
-        return rules.Context(
-            other_selectors=others, config_map_exists=exists, plugin_namespace=plugin_namespace
-        )
+        return rules.Context(other_selectors=others)
 
     return provide
 
@@ -259,6 +272,8 @@ class AdmissionServer:
     ``fpga_loaded`` says they are complete (their first lists are in), FPGA pods are refused
     with a message to retry, never judged against a partial set of mappings.
     ``context_provider`` gathers what validation warnings need (see ``context_provider()``).
+    ``allowed_registries`` (empty: any) are the registries, optionally with a path prefix,
+    that plugin and init images must come from (``rules.check_registry``).
     """
 
     def __init__(
@@ -271,6 +286,11 @@ class AdmissionServer:
         pod_failure_policy: endpoints.FailurePolicy = "Fail",
         max_body: int = MAX_BODY,
         context_timeout: float = CONTEXT_TIMEOUT,
+        allowed_registries: Iterable[str] = (),
+        limits: listening.Limits = listening.LIMITS,
+        body_budget: int = BODY_BUDGET,
+        read_timeout: float = READ_TIMEOUT,
+        max_containers: int = MAX_CONTAINERS,
     ):
         self.webhooks = endpoints.webhooks(
             (kind.name for kind in kinds), pod_failure_policy=pod_failure_policy
@@ -281,6 +301,13 @@ class AdmissionServer:
         self.fpga_loaded = fpga_loaded or (lambda: True)
         self.max_body = max_body
         self.context_timeout = context_timeout
+        self.allowed_registries = tuple(allowed_registries)
+        self.limits = limits
+        self.read_timeout = read_timeout
+        self.max_containers = max_containers
+        self._budget = _Budget(max(body_budget, max_body))
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._site: listening.GuardedSite | None = None
         self.calls = 0
         """Admission requests answered (tests see whether the API server called at all)."""
         self.port: int | None = None
@@ -312,13 +339,39 @@ class AdmissionServer:
                 text=f"Content-Type {request.headers.get('Content-Type', '')!r}, "
                 "expected application/json",
             )
-        body = await request.read()
+        length = request.content_length
+        if length is None:
+            return web.Response(status=411, text="An AdmissionReview needs a Content-Length")
+        if length > self.max_body:
+            return web.Response(
+                status=413, text=f"An AdmissionReview of {length} bytes is over {self.max_body}"
+            )
         try:
-            admission = review.parse(body)
-        except errors.MalformedReview as malformed:
-            return web.Response(status=400, text=f"Malformed AdmissionReview: {malformed}")
-        response = await self.answer(webhook, admission)
+            async with asyncio.timeout(self.read_timeout):
+                await self._budget.take(length)
+        except TimeoutError:
+            return _busy()
+        try:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    admission = await self._in_worker(review.parse, await request.read())
+            except errors.MalformedReview as malformed:
+                return web.Response(status=400, text=f"Malformed AdmissionReview: {malformed}")
+            except TimeoutError:
+                return _busy()
+            response = await self.answer(webhook, admission)
+        finally:
+            # Held until answered: the parsed review, not the body, is what takes the memory.
+            self._budget.give_back(length)
         return web.json_response(review.envelope(response))
+
+    async def _in_worker(self, function: Callable[..., T], *args: Any) -> T:
+        if self._workers is None:
+            self._workers = concurrent.futures.ThreadPoolExecutor(
+                WORKERS, thread_name_prefix="admission"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._workers, functools.partial(function, *args))
 
     async def answer(
         self, webhook: endpoints.Webhook, request: review.AdmissionRequest
@@ -381,7 +434,13 @@ class AdmissionServer:
         context = rules.Context()
         if isinstance(request.object, Mapping):
             context = await self._context(kind, request.object)
-        warnings = rules.validate(kind, request.object, request.old_object, context)
+        warnings = rules.validate(
+            kind,
+            request.object,
+            request.old_object,
+            context,
+            allowed_registries=self.allowed_registries,
+        )
         return review.allowed(request.uid, warnings=warnings)
 
     async def _context(
@@ -402,14 +461,21 @@ class AdmissionServer:
             log.exception("Gathering warning context failed", extra={"kind": kind.kind})
         return rules.Context()
 
-    @staticmethod
-    def _pod_under_review(request: review.AdmissionRequest) -> None:
+    def _pod_under_review(self, request: review.AdmissionRequest) -> None:
         if (request.resource.group, request.resource.version, request.resource.resource) != (
             "",
             "v1",
             "pods",
         ):
             raise errors.Rejected(f'unexpected resource type "{request.resource}"', code=400)
+        pod = request.object
+        spec = pod.get("spec") if isinstance(pod, Mapping) else None
+        containers = spec.get("containers") if isinstance(spec, Mapping) else None
+        if isinstance(containers, list) and len(containers) > self.max_containers:
+            raise errors.Rejected(
+                f"the Pod has {len(containers)} containers; this webhook handles at most "
+                f"{self.max_containers} per Pod: split the workload into several Pods"
+            )
 
     async def _mutate_sgx_pod(
         self, webhook: endpoints.Webhook, request: review.AdmissionRequest
@@ -417,10 +483,10 @@ class AdmissionServer:
         self._pod_under_review(request)
         if request.operation != "CREATE" or request.object is None:
             return review.allowed(request.uid)
-        patch = sgx.mutate(request.object)
+        patch = await self._in_worker(sgx.mutate, request.object)
         if patch:
             log.info("Mutated SGX Pod", extra={"namespace": request.namespace, "uid": request.uid})
-        return review.allowed(request.uid, patch)
+        return await self._in_worker(review.allowed, request.uid, patch)
 
     async def _mutate_fpga_pod(
         self, webhook: endpoints.Webhook, request: review.AdmissionRequest
@@ -436,27 +502,33 @@ class AdmissionServer:
                 "being loaded; retry in a moment",
                 code=503,
             )
-        patch = self.fpga_mappings.mutate(request.object, request.namespace)
+        patch = await self._in_worker(self.fpga_mappings.mutate, request.object, request.namespace)
         if patch:
             log.info("Mutated FPGA Pod", extra={"namespace": request.namespace, "uid": request.uid})
-        return review.allowed(request.uid, patch)
+        return await self._in_worker(review.allowed, request.uid, patch)
 
     # Lifecycle -------------------------------------------------------------------------
 
     async def start(self, host: str, port: int, context: ssl.SSLContext) -> int:
         """Listen on ``host:port`` (0: any free port) with TLS; the bound port."""
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(self.app(), access_log=None, **listening.runner_options(self.limits))
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=context)
+        site = listening.GuardedSite(runner, host, port, ssl_context=context, limits=self.limits)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._site = site
+        self.port = site.port
         log.info("Started admission server", extra={"port": self.port})
         return self.port
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections reset because a cap of ``limits`` was reached."""
+        return self._site.refused if self._site is not None else 0
 
     async def stop(self) -> None:
         """Stop listening; requests in flight are given a moment to finish."""
@@ -466,6 +538,41 @@ class AdmissionServer:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
             log.info("Stopped admission server")
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=False, cancel_futures=True)
+
+
+class _Budget:
+    """Bytes that the requests being handled may hold at once."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.held = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def take(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit, and hold them."""
+        while self.held + size > self.capacity:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _busy() -> web.Response:
+    return web.Response(status=503, text="The admission request was not read in time; retry")
 
 
 @web.middleware

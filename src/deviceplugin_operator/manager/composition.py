@@ -20,7 +20,7 @@ from deviceplugin_operator.admission import fpga, rules, server
 from deviceplugin_operator.api import fpga as fpga_api
 from deviceplugin_operator.controller import election, events, informer, probes, reconciler
 from deviceplugin_operator.controller.metrics import recording
-from deviceplugin_operator.kube import client, errors, objects, resources
+from deviceplugin_operator.kube import client, objects, resources
 from deviceplugin_operator.manager import (
     controllers,
     metrics_endpoint,
@@ -163,21 +163,7 @@ class Parts:
             for other in (plugins.list() if plugins else [])
             if objects.name(other) != (obj.get("metadata") or {}).get("name")
         }
-        exists: bool | None = None
-        config_map = (obj.get("spec") or {}).get("provisioningConfig")
-        if config_map:
-            try:
-                await self.kube.get(resources.CONFIG_MAPS, config_map, self.config.plugin_namespace)
-                exists = True
-            except errors.NotFound:
-                exists = False
-            except errors.KubeError:
-                exists = None
-        return rules.Context(
-            other_selectors=others,
-            config_map_exists=exists,
-            plugin_namespace=self.config.plugin_namespace,
-        )
+        return rules.Context(other_selectors=others)
 
 
 def _mapping_informers(kube: client.KubeClient, mappings: fpga.Mappings) -> list[informer.Informer]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import pathlib
@@ -222,20 +223,54 @@ async def test_missing_token_costs_no_request() -> None:
     assert kube.reviews == []
 
 
-async def test_allowed_decisions_are_reused_for_their_ttl_and_refusals_never() -> None:
+async def test_decisions_are_reused_for_their_ttl_refusals_briefly() -> None:
     kube = ReviewingKube()
     now = [0.0]
-    authorizer = authorizing.Authorizer(kube, allow_ttl=10, clock=lambda: now[0])
+    authorizer = authorizing.Authorizer(kube, allow_ttl=10, deny_ttl=5, clock=lambda: now[0])
 
     for _ in range(3):
         await authorizer.decide("Bearer good-token", "get", "/metrics")
         await authorizer.decide("Bearer idle-token", "get", "/metrics")
-    assert len(kube.reviews) == 2 + 3 * 2
+        await authorizer.decide("Bearer junk-token", "get", "/metrics")
+    # Two reviews (TokenReview + SubjectAccessReview) per known token, one per junk token.
+    assert len(kube.reviews) == 2 + 2 + 1
 
+    now[0] = 5.5
+    assert (await authorizer.decide("Bearer idle-token", "get", "/metrics")).verdict is (
+        authorizing.Verdict.FORBIDDEN
+    )
+    assert len(kube.reviews) == 2 + 2 + 1 + 2
     now[0] = 10.5
     decision = await authorizer.decide("Bearer good-token", "get", "/metrics")
     assert decision.verdict is authorizing.Verdict.ALLOWED
-    assert len(kube.reviews) == 2 + 3 * 2 + 2
+    assert len(kube.reviews) == 2 + 2 + 1 + 2 + 2
+
+
+async def test_a_scrape_flood_with_junk_tokens_costs_a_bounded_number_of_reviews() -> None:
+    # Issue 14: every scrape with a junk token cost a TokenReview, so anyone reaching the port
+    # could make the operator flood the API server. Repeats are cached; new junk tokens are
+    # rate-limited (429), and a scraper whose decision is cached is not affected.
+    kube = ReviewingKube()
+    now = [0.0]
+    authorizer = authorizing.Authorizer(
+        kube, reviews_per_second=5, review_burst=20, clock=lambda: now[0]
+    )
+    assert (await authorizer.decide("Bearer good-token", "get", "/metrics")).verdict is (
+        authorizing.Verdict.ALLOWED
+    )
+    verdicts = collections.Counter()
+    for index in range(1000):
+        now[0] += 0.001
+        decision = await authorizer.decide(f"Bearer junk-{index}", "get", "/metrics")
+        verdicts[decision.verdict] += 1
+        decision = await authorizer.decide("Bearer junk-0", "get", "/metrics")
+        assert decision.verdict is authorizing.Verdict.UNAUTHENTICATED
+        decision = await authorizer.decide("Bearer good-token", "get", "/metrics")
+        assert decision.verdict is authorizing.Verdict.ALLOWED
+    token_reviews = [r for r in kube.reviews if r["kind"] == "TokenReview"]
+    # 20 of the burst (one spent on good-token) plus 5/s over one second.
+    assert len(token_reviews) <= 1 + 20 + 5
+    assert verdicts[authorizing.Verdict.THROTTLED] >= 970
 
 
 # Serving ------------------------------------------------------------------------------------
@@ -294,7 +329,7 @@ async def test_secure_server_answers_401_403_200_and_500() -> None:
         assert status == 200
         assert "leader_election_master_status" in body
         kube.down = True
-        assert (await scrape(url, "idle-token"))[0] == 500
+        assert (await scrape(url, "other-token"))[0] == 500
 
 
 async def test_secure_server_speaks_tls_1_2_or_later_and_http_1_1() -> None:

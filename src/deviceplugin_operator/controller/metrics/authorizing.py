@@ -6,9 +6,12 @@ SubjectAccessReview then asks whether that user may ``get`` the non-resource URL
 (``/metrics``), which a ClusterRole grants with ``nonResourceURLs: ["/metrics"]``. The operator
 itself needs ``create`` on ``tokenreviews`` and ``subjectaccessreviews`` for this.
 
-Positive decisions are cached briefly per token, verb and path (a Prometheus scrape every few
-seconds would otherwise cost two API requests each); refusals are not cached, so a role just
-granted works at the next scrape.
+Decisions are cached per token, verb and path: allowed ones for ``ALLOW_TTL`` (a Prometheus
+scrape every few seconds would otherwise cost two API requests each), refusals for
+``DENY_TTL`` (so a role just granted works within seconds, and a client repeating a junk token
+costs one review, not one per request). Reviews for tokens not in the cache are rate-limited
+(``REVIEWS_PER_SECOND``, bursts of ``REVIEW_BURST``): a flood of distinct junk tokens gets
+429 without reaching the API server, while a cached scraper keeps its answers.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ SUBJECT_ACCESS_REVIEWS = resources.Resource(
 )
 ALLOW_TTL = 10.0
 """Seconds a positive decision is reused."""
+DENY_TTL = 5.0
+"""Seconds a refusal (unknown token, or no access) is reused."""
+REVIEWS_PER_SECOND = 5.0
+"""Token reviews asked for per second on average, for tokens not in the cache."""
+REVIEW_BURST = 20
 _MAX_CACHED = 1024
 
 
@@ -36,6 +44,7 @@ class Verdict(enum.Enum):
     ALLOWED = 200
     UNAUTHENTICATED = 401
     FORBIDDEN = 403
+    THROTTLED = 429
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +62,20 @@ class Authorizer:
         kube: client.KubeClient,
         *,
         allow_ttl: float = ALLOW_TTL,
+        deny_ttl: float = DENY_TTL,
+        reviews_per_second: float = REVIEWS_PER_SECOND,
+        review_burst: int = REVIEW_BURST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube
         self.allow_ttl = allow_ttl
+        self.deny_ttl = deny_ttl
+        self.reviews_per_second = reviews_per_second
+        self.review_burst = review_burst
         self._clock = clock
-        self._allowed: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._decided: dict[tuple[str, str, str], tuple[float, Decision]] = {}
+        self._tokens = float(review_burst)
+        self._refilled = clock()
 
     async def decide(self, authorization: str | None, verb: str, path: str) -> Decision:
         """The decision for a request with this ``Authorization`` header.
@@ -70,18 +87,34 @@ class Authorizer:
             return Decision(Verdict.UNAUTHENTICATED)
         key = (hashlib.sha256(token.encode()).hexdigest(), verb, path)
         now = self._clock()
-        cached = self._allowed.get(key)
+        cached = self._decided.get(key)
         if cached is not None and cached[0] > now:
-            return Decision(Verdict.ALLOWED, cached[1])
+            return cached[1]
+        if not self._may_review(now):
+            return Decision(Verdict.THROTTLED)
 
         user = await self._authenticate(token)
         if user is None:
-            return Decision(Verdict.UNAUTHENTICATED)
-        username = str(user.get("username") or "")
-        if not await self._authorize(user, verb, path):
-            return Decision(Verdict.FORBIDDEN, username)
-        self._remember(key, now + self.allow_ttl, username)
-        return Decision(Verdict.ALLOWED, username)
+            decision = Decision(Verdict.UNAUTHENTICATED)
+        else:
+            username = str(user.get("username") or "")
+            allowed = await self._authorize(user, verb, path)
+            decision = Decision(Verdict.ALLOWED if allowed else Verdict.FORBIDDEN, username)
+        ttl = self.allow_ttl if decision.verdict is Verdict.ALLOWED else self.deny_ttl
+        self._remember(key, self._clock() + ttl, decision)
+        return decision
+
+    def _may_review(self, now: float) -> bool:
+        """Take one review from the token bucket, if there is one."""
+        self._tokens = min(
+            float(self.review_burst),
+            self._tokens + (now - self._refilled) * self.reviews_per_second,
+        )
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
     async def _authenticate(self, token: str) -> objects.JsonObject | None:
         review = await self.kube.create(
@@ -119,13 +152,13 @@ class Authorizer:
         status = review.get("status") or {}
         return bool(status.get("allowed")) and not status.get("denied")
 
-    def _remember(self, key: tuple[str, str, str], until: float, user: str) -> None:
-        if len(self._allowed) >= _MAX_CACHED:
+    def _remember(self, key: tuple[str, str, str], until: float, decision: Decision) -> None:
+        if len(self._decided) >= _MAX_CACHED:
             now = self._clock()
-            self._allowed = {k: v for k, v in self._allowed.items() if v[0] > now}
-            if len(self._allowed) >= _MAX_CACHED:
-                self._allowed.clear()
-        self._allowed[key] = (until, user)
+            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
+            if len(self._decided) >= _MAX_CACHED:
+                self._decided.clear()
+        self._decided[key] = (until, decision)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -5,7 +5,8 @@ The HTTPS server uses the certificate in ``--metrics-cert-path`` when given, els
 self-signed one made in memory at start-up, as controller-runtime does; Prometheus scrapes it
 with ``insecure_skip_verify`` or the mounted CA. TLS 1.2 is the minimum, with forward-secret
 AEAD ciphers only, and ALPN offers HTTP/1.1 alone: aiohttp does not speak HTTP/2, so
-``--enable-http2`` cannot turn it on here.
+``--enable-http2`` cannot turn it on here. Connections are capped and given deadlines as the
+webhook server's (``listening``): the two share the process's event loop and memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 
 from aiohttp import web
 
+from deviceplugin_operator import listening
 from deviceplugin_operator.controller import certificates, probes
 from deviceplugin_operator.controller.metrics import authorizing, recording
 from deviceplugin_operator.kube import errors
@@ -75,10 +77,12 @@ class MetricsServer:
         *,
         authorizer: authorizing.Authorizer | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        limits: listening.Limits = listening.LIMITS,
     ) -> None:
         self.metrics = metrics
         self.authorizer = authorizer
         self.ssl_context = ssl_context
+        self.limits = limits
         self.port: int | None = None
         """The bound port once started (useful with port 0)."""
         self._runner: web.AppRunner | None = None
@@ -102,6 +106,12 @@ class MetricsServer:
             return web.Response(status=500, text="Authentication failed")
         if decision.verdict is authorizing.Verdict.UNAUTHENTICATED:
             return web.Response(status=401, text="Unauthorized")
+        if decision.verdict is authorizing.Verdict.THROTTLED:
+            return web.Response(
+                status=429,
+                text="Too many unknown tokens; retry later",
+                headers={"Retry-After": "1"},
+            )
         if decision.verdict is authorizing.Verdict.FORBIDDEN:
             log.debug("Refused a metrics scrape", extra={"user": decision.user})
             return web.Response(status=403, text=f"Authorization denied for user {decision.user}")
@@ -114,12 +124,13 @@ class MetricsServer:
             return
         app = web.Application()
         app.router.add_get(PATH, self._scrape)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **listening.runner_options(self.limits))
         await self._runner.setup()
-        site = web.TCPSite(self._runner, bind[0], bind[1], ssl_context=self.ssl_context)
+        site = listening.GuardedSite(
+            self._runner, bind[0], bind[1], ssl_context=self.ssl_context, limits=self.limits
+        )
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else bind[1]
+        self.port = site.port
         log.info(
             "Serving metrics",
             extra={"address": f"{bind[0]}:{self.port}", "secure": self.ssl_context is not None},
