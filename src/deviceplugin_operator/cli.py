@@ -156,6 +156,17 @@ def parse_hosts(text: str) -> tuple[str, ...]:
     return hosts
 
 
+def parse_registries(text: str) -> tuple[str, ...]:
+    """A comma list of registries, each optionally with a path prefix (``docker.io/intel``)."""
+    entries = tuple(entry.strip().rstrip("/") for entry in text.split(",") if entry.strip())
+    for entry in entries:
+        if "://" in entry or "@" in entry or any(c.isspace() for c in entry):
+            raise argparse.ArgumentTypeError(
+                f"{entry!r} is not a registry (host[:port]) with an optional path prefix"
+            )
+    return entries
+
+
 def parse_file(text: str) -> str:
     """The path of a file that exists."""
     if not pathlib.Path(text).is_file():
@@ -299,6 +310,13 @@ def _parser() -> argparse.ArgumentParser:
         default=(),
         help="comma list of DNS names/IPs of the self-managed serving certificate "
         "(default: the webhook Service's names)",
+    )
+    run.add_argument(
+        "--allowed-image-registries",
+        type=parse_registries,
+        default=(),
+        help="comma list of registries, each optionally with a path prefix (docker.io/intel), "
+        "that plugin and init images must come from (default: any)",
     )
     run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
     run.add_argument(
@@ -468,6 +486,7 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         webhook_configuration_prefix=args.webhook_configuration_prefix,
         operator_namespace=operator_namespace,
         enable_http2=args.enable_http2,
+        allowed_image_registries=args.allowed_image_registries,
     )
 
 

@@ -257,3 +257,18 @@ def test_a_refused_start_is_one_line_and_exit_1(
     last = err.splitlines()[-1]
     assert "ERROR deviceplugin_operator.cli Cannot reach the Kubernetes API server " in last
     assert f"https://127.0.0.1:{port} (kubeconfig: {kubeconfig}): Cannot connect to host" in last
+
+
+def test_allowed_image_registries_are_opt_in_and_reach_the_options() -> None:
+    assert cli.build_options(cli._parser().parse_args(["run"]), {}).allowed_image_registries == ()
+    args = cli._parser().parse_args(
+        ["run", "--allowed-image-registries", "registry.example.com:5000, docker.io/intel/"]
+    )
+    options = cli.build_options(args, {})
+    assert options.allowed_image_registries == ("registry.example.com:5000", "docker.io/intel")
+
+
+@pytest.mark.parametrize("text", ["https://registry.example.com", "a b", "docker.io/x@sha256"])
+def test_bad_registries_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_registries(text)

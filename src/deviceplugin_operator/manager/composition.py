@@ -119,6 +119,7 @@ class Parts:
             context_provider=self._warning_context,
             fpga_mappings=self.fpga_mappings,
             fpga_loaded=self.mappings_synced,
+            allowed_registries=options.allowed_image_registries,
         )
         self.webhook_certificates = webhook_certificates.WebhookCertificates(kube, options)
         if options.webhook_port:

@@ -67,6 +67,10 @@ class Options:
     webhook_service: str = "intel-deviceplugins-webhook-service"
     """Service in front of the webhook server (names of the self-managed certificate)."""
 
+    allowed_image_registries: tuple[str, ...] = ()
+    """Registries (each optionally with a path prefix) that plugin and init images must come
+    from; empty allows any, as the reference does."""
+
     operator_namespace: str = "inteldeviceplugins-system"
     """Namespace of the operator itself (certificate Secret)."""
 

@@ -621,3 +621,43 @@ def test_defaulting_raises_nothing_but_rejected_and_is_idempotent(name: str, obj
 def test_image_check_raises_nothing_but_rejected(tag: str, name: str) -> None:
     with contextlib.suppress(errors.Rejected):
         rules.check_image(f"reg/{name}:{tag}", "intel-gpu-plugin")
+
+
+# The opt-in registry allow-list (issue 14, point 9) ---------------------------------------
+
+REGISTRIES = ("registry.example.com:5000", "docker.io/intel")
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed"),
+    [
+        ("intel/intel-gpu-plugin:0.36.0", True),
+        ("docker.io/intel/intel-gpu-plugin:0.36.0", True),
+        ("index.docker.io/intel/intel-gpu-plugin:0.36.0", True),
+        ("registry.example.com:5000/mirror/intel-gpu-plugin:0.36.0", True),
+        (f"registry.example.com:5000/intel-gpu-plugin@sha256:{HEX64}", True),
+        ("evil.example.com/intel/intel-gpu-plugin:0.36.0", False),
+        ("docker.io/intelx/intel-gpu-plugin:0.36.0", False),
+        ("registry.example.com/intel-gpu-plugin:0.36.0", False),
+        ("registry.example.com:50001/intel-gpu-plugin:0.36.0", False),
+    ],
+)
+def test_images_must_come_from_an_allowed_registry_when_asked(image: str, allowed: bool) -> None:
+    obj = resource({"image": image})
+    assert rules.validate(KINDS["gpu"], obj) == []  # any registry by default, as the reference
+    context = (
+        contextlib.nullcontext() if allowed else pytest.raises(errors.Rejected, match="allowed")
+    )
+    with context:
+        rules.validate(KINDS["gpu"], obj, allowed_registries=REGISTRIES)
+
+
+def test_the_init_image_is_checked_too() -> None:
+    obj = resource(
+        {
+            "image": "docker.io/intel/intel-qat-plugin:0.36.0",
+            "initImage": "evil.example.com/intel-qat-initcontainer:0.36.0",
+        }
+    )
+    with pytest.raises(errors.Rejected, match=r"spec\.initImage .* not from an allowed registry"):
+        rules.validate(KINDS["qat"], obj, allowed_registries=REGISTRIES)

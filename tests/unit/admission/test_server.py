@@ -637,3 +637,38 @@ def test_directory_and_static_sources_read_the_same_pair(tmp_path: pathlib.Path)
     directory = server.DirectoryCertificate(tmp_path, cert_name="c.pem", key_name="k.pem")
     assert directory.load() == server.StaticCertificate(cert, key).load() == (cert, key)
     server.tls_context(directory)
+
+
+async def test_the_registry_allow_list_reaches_the_validation() -> None:
+    admission = server.AdmissionServer([GPU], allowed_registries=["registry.example.com"])
+    client = await client_for(admission)
+    try:
+        refused = await post(
+            client, GPU.validate_path, plugin_review(GPU, {"image": GPU.default_image})
+        )
+        mirrored = f"registry.example.com/intel/{GPU.default_image.split('/')[-1]}"
+        admitted = await post(client, GPU.validate_path, plugin_review(GPU, {"image": mirrored}))
+    finally:
+        await client.close()
+    assert refused["allowed"] is False
+    assert "not from an allowed registry (registry.example.com)" in refused["status"]["message"]
+    assert admitted["allowed"] is True
+
+
+async def test_a_review_without_content_length_or_too_large_is_refused_before_reading() -> None:
+    client = await client_for(server.AdmissionServer([GPU], max_body=1000))
+    try:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"{}"
+
+        async with client.post(
+            GPU.validate_path, data=chunks(), headers={"Content-Type": "application/json"}
+        ) as reply:
+            assert reply.status == 411
+        async with client.post(
+            GPU.validate_path, data=b"x" * 2000, headers={"Content-Type": "application/json"}
+        ) as reply:
+            assert reply.status == 413
+    finally:
+        await client.close()
