@@ -95,7 +95,14 @@ def manager_container(objects: Objects) -> dict[str, Any]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_the_hardened_manager(overlay: str) -> None:
     objects = kustomize(overlay)
-    assert {o["metadata"].get("namespace", NAMESPACE) for o in objects} == {NAMESPACE}
+    # Only the Events Role and its binding are elsewhere: in "default", where the API server
+    # keeps the Events of cluster-scoped resources.
+    namespaces = {o["metadata"]["name"]: o["metadata"].get("namespace", NAMESPACE) for o in objects}
+    assert {name for name, namespace in namespaces.items() if namespace != NAMESPACE} == {
+        PREFIX + "manager-events-role",
+        PREFIX + "manager-events-rolebinding",
+    }
+    assert namespaces[PREFIX + "manager-events-role"] == "default"
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names))
     assert sum(o["kind"] == "CustomResourceDefinition" for o in objects) == 10
@@ -301,6 +308,8 @@ class TestDefaultInstall:
             ),
             (["patch", "mutatingwebhookconfigurations/another"], False),
             (["create", "events", "-n", "default"], True),
+            (["create", "events", "-n", "kube-system"], False),
+            (["create", "events", "-n", NAMESPACE], False),
             (["create", "tokenreviews.authentication.k8s.io"], True),
             (["create", "subjectaccessreviews.authorization.k8s.io"], True),
             (["create", "clusterrolebindings.rbac.authorization.k8s.io"], False),

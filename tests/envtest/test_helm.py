@@ -164,6 +164,9 @@ def test_values_reach_the_deployment(helm: pathlib.Path) -> None:
     assert container["args"] == [
         "--health-probe-bind-address=:8081",
         "--metrics-bind-address=0",
+        # Issue 14, point 6: with pluginNamespace the flag was dropped, and the plugin pods
+        # ran as that namespace's default account with its token mounted.
+        "--plugin-service-account=dp-plugin",
         "--devices=gpu,qat",
         "--webhook-secret=dp-webhook-server-cert",
         "--webhook-service=dp-webhook-service",
@@ -185,7 +188,8 @@ def test_values_reach_the_deployment(helm: pathlib.Path) -> None:
     own_role = objects[("Role", NAMESPACE, "dp-manager-role")]
     assert {r for rule in own_role["rules"] for r in rule["resources"]} == {"secrets"}
     assert ("RoleBinding", "plugins", "dp-manager-rolebinding") in objects
-    assert ("ServiceAccount", "plugins", "dp-plugin") in objects
+    plugin_account = objects[("ServiceAccount", "plugins", "dp-plugin")]
+    assert plugin_account["automountServiceAccountToken"] is False
     kinds = {key[0] for key in objects}
     assert "PodDisruptionBudget" in kinds
     single = template(helm, "replicas=1")
@@ -194,6 +198,38 @@ def test_values_reach_the_deployment(helm: pathlib.Path) -> None:
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         (configuration,) = [v for k, v in objects.items() if k[0] == kind]
         assert {hook["name"][1:4] for hook in configuration["webhooks"]} == {"gpu", "qat"}
+
+
+def test_network_policy_and_events_role(helm: pathlib.Path) -> None:
+    objects = template(helm)
+    policy = objects[("NetworkPolicy", NAMESPACE, "intel-deviceplugins-controller-manager")]
+    ingress = policy["spec"]["ingress"]
+    assert [rule["ports"][0]["port"] for rule in ingress] == ["webhook-server", "https"]
+    assert "from" not in ingress[0]
+    narrowed = template(
+        helm,
+        "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/24",
+        "metrics.enabled=false",
+        "allowedImageRegistries={registry.example.com,docker.io/intel}",
+    )
+    policy = narrowed[("NetworkPolicy", NAMESPACE, "intel-deviceplugins-controller-manager")]
+    assert policy["spec"]["ingress"] == [
+        {
+            "ports": [{"port": "webhook-server", "protocol": "TCP"}],
+            "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+        }
+    ]
+    (deployment,) = [v for k, v in narrowed.items() if k[0] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-image-registries=registry.example.com,docker.io/intel" in args
+    assert "NetworkPolicy" not in {k[0] for k in template(helm, "networkPolicy.enabled=false")}
+    # Events only in "default", where those of cluster-scoped resources live.
+    role = objects[("Role", "default", "intel-deviceplugins-manager-events-role")]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+    ]
+    cluster_role = objects[("ClusterRole", None, "intel-deviceplugins-manager-role")]
+    assert not [rule for rule in cluster_role["rules"] if "events" in rule["resources"]]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import difflib
 import pathlib
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.manifests import crd, overlays, rbac, webhooks
+from deviceplugin_operator.manifests import crd, networkpolicy, overlays, rbac, webhooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,7 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(name="webhooks", files=webhooks.files),
     Generator(name="rbac", files=rbac.files),
     Generator(name="device overlays", files=overlays.files),
+    Generator(name="network policy", files=networkpolicy.files),
 )
 
 

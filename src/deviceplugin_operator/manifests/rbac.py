@@ -7,9 +7,14 @@ Least privilege, each rule for a request the operator makes:
   because the DaemonSets' owner reference sets ``blockOwnerDeletion``, which the
   OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift) checks against it;
   with FPGA its mappings (AcceleratorFunctions, FpgaRegions) read in every namespace, for the
-  FPGA Pod mutator; Events created (those of cluster-scoped resources live in
-  ``default``); and only the operator's own two webhook configurations, by name, read and
+  FPGA Pod mutator; and only the operator's own two webhook configurations, by name, read and
   patched for the self-managed CA bundle.
+* Role ``manager-events-role`` in ``default``: Events created and patched. Every Event the
+  operator records is about one of its cluster-scoped resources, and the API server accepts
+  those only in ``default`` (client-go's recorder puts them there), so no other namespace
+  needs the grant. The Role carries the annotation ``EVENTS_NAMESPACE_ANNOTATION`` whose value
+  kustomize's ``replacements`` copy into its and its binding's namespace, after the
+  ``namespace:`` of an install has moved everything else.
 * Role ``manager-role`` in the operator namespace, which is the plugin namespace of the
   shipped Deployment (``DEVICEPLUGIN_NAMESPACE`` from the pod's namespace): the plugin
   DaemonSets, their Pods, provisioning ConfigMaps (get), and the webhook certificate Secret by
@@ -51,6 +56,12 @@ WEBHOOK_CONFIGURATIONS: Mapping[str, str] = {
 }
 """The operator's own webhook configurations, whose ``caBundle`` it writes, by resource."""
 
+EVENTS_ROLE = "manager-events-role"
+EVENTS_NAMESPACE = "default"
+"""Where the API server keeps the Events of cluster-scoped objects."""
+
+EVENTS_NAMESPACE_ANNOTATION = "deviceplugin.intel.com/events-namespace"
+
 READ = ("get", "list", "watch")
 WRITE_NAMED = ("get", "patch", "update")
 
@@ -73,8 +84,8 @@ def rule(
 def cluster_rules(
     kinds: Iterable[devices.DeviceKind[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rules of the ClusterRole for ``kinds`` (default: all): their resources, Events, the
-    webhook configurations, and what their Pod mutators read in every namespace (with FPGA:
+    """Rules of the ClusterRole for ``kinds`` (default: all): their resources, the webhook
+    configurations, and what their Pod mutators read in every namespace (with FPGA:
     AcceleratorFunctions and FpgaRegions, read-only)."""
     chosen = list(devices.KINDS.values() if kinds is None else kinds)
     group = plugin.GROUP
@@ -84,7 +95,6 @@ def cluster_rules(
         for resource in kind.pod_mutator.reads if kind.pod_mutator else ():
             read.setdefault(resource.group, set()).add(resource.plural)
     return [
-        rule("", ["events"], ["create", "patch"]),
         *(
             rule("admissionregistration.k8s.io", [resource], [*READ, "patch", "update"], [name])
             for resource, name in sorted(WEBHOOK_CONFIGURATIONS.items())
@@ -107,6 +117,11 @@ def namespaced_rules() -> list[dict[str, Any]]:
     ]
 
 
+def events_rules() -> list[dict[str, Any]]:
+    """Rules of the Role in ``EVENTS_NAMESPACE``."""
+    return [rule("", ["events"], ["create", "patch"])]
+
+
 def cluster_role() -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -125,8 +140,26 @@ def role() -> dict[str, Any]:
     }
 
 
+def events_role() -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {
+            "annotations": {EVENTS_NAMESPACE_ANNOTATION: EVENTS_NAMESPACE},
+            "name": EVENTS_ROLE,
+            "namespace": EVENTS_NAMESPACE,
+        },
+        "rules": events_rules(),
+    }
+
+
 def files() -> Mapping[str, str]:
-    """``rbac/role.yaml``: the ClusterRole, then the namespaced Role."""
-    documents = [rendering.yaml_document(cluster_role()), rendering.yaml_document(role())]
+    """``rbac/role.yaml``: the ClusterRole, the Role in the operator's namespace, the Role for
+    Events."""
+    documents = [
+        rendering.yaml_document(cluster_role()),
+        rendering.yaml_document(role()),
+        rendering.yaml_document(events_role()),
+    ]
     header = rendering.HEADER
     return {ROLE: header + "".join(doc.removeprefix(header) for doc in documents)}

@@ -668,3 +668,12 @@ def test_plugin_service_account_runs_plugins_without_a_token(name: str) -> None:
         kind, "cr", "uid-1", kind.spec(), Settings(plugin_namespace="ops")
     )["spec"]["template"]["spec"]
     assert "serviceAccountName" not in reference
+
+
+@pytest.mark.parametrize("name", list(devices.KINDS))
+def test_plugin_pods_get_no_api_token_even_without_the_service_account_flag(name: str) -> None:
+    # Issue 14, point 6: the GPU, FPGA and NPU templates mounted the namespace's default
+    # token into pods that run privileged or with host paths.
+    pod = pod_of(render(name, settings=Settings(plugin_namespace="ops")))
+    assert "serviceAccountName" not in pod
+    assert pod["automountServiceAccountToken"] is False
