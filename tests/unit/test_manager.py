@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 from prometheus_client import parser
 
 import fakes
@@ -117,9 +118,9 @@ async def replica(
     election_kube: fakes.FakeKubeClient | None,
     identity: str = "me",
     kube: fakes.FakeKubeClient | None = None,
+    leader_election: election.Config | None = None,
 ) -> AsyncIterator[Replica]:
-    leader_election = None
-    if election_kube is not None:
+    if election_kube is not None and leader_election is None:
         leader_election = election.Config(namespace=LEASE_NS, identity=identity)
     options = manager.Options(
         health_probe_bind_address="0", webhook_port=0, leader_election=leader_election
@@ -232,3 +233,93 @@ async def test_losing_the_lease_cancels_the_workers_at_once_and_campaigns_again(
 
 async def _async_value(value: bool) -> bool:
     return value
+
+
+class SlowFirstList(fakes.FakeKubeClient):
+    """Holds every DaemonSet LIST until ``listed`` is set (a first list slower than the renew
+    deadline) and notes, for each write, whether the replica led when it arrived."""
+
+    def __init__(self, parsing: float = 0.0) -> None:
+        super().__init__()
+        self.parsing = parsing
+        self.listed = asyncio.Event()
+        self.leading: Callable[[], bool] = lambda: True
+        self.writes_while_not_leading: list[tuple[str, str]] = []
+
+    async def list(self, resource: resources.Resource, *args: Any, **kwargs: Any) -> Any:
+        if resource == resources.DAEMON_SETS:
+            await self.listed.wait()
+            time.sleep(self.parsing)  # noqa: ASYNC251 - a huge answer parsed on the loop, blocking it
+        return await super().list(resource, *args, **kwargs)
+
+    def _request(
+        self, verb: str, resource: resources.Resource, namespace: str | None, name: str | None
+    ) -> None:
+        if verb in fakes.WRITE_VERBS and not self.leading():
+            self.writes_while_not_leading.append((verb, resource.plural))
+        super()._request(verb, resource, namespace, name)
+
+
+async def test_a_lease_lost_while_the_caches_fill_starts_no_worker() -> None:
+    leases = fakes.FakeKubeClient()
+    kube = SlowFirstList()
+    await kube.create(GPU_PLUGINS, {"metadata": {"name": "gpu"}, "spec": {}})
+    kube.reset_counts()
+    async with replica(leases, kube=kube) as running:
+        mgr = running.manager
+        assert mgr.elector is not None
+        elector = mgr.elector
+        kube.leading = lambda: elector.leading
+        await eventually_async(lambda: _async_value(elector.leading), timeout=5, interval=0.01)
+
+        # While the DaemonSet list hangs, another identity takes the Lease over.
+        (lease,) = leases.stored(resources.LEASES)
+        lease["spec"]["holderIdentity"] = "intruder"
+        await leases.replace(resources.LEASES, election.LEASE_NAME, lease, LEASE_NS)
+        await eventually_async(lambda: _async_value(not elector.leading), timeout=5, interval=0.01)
+
+        # The list answers; the replica, no longer leading, goes back to campaigning.
+        leases.reset_counts()
+        kube.listed.set()
+        await eventually_async(lambda: _async_value(mgr.synced()), timeout=5, interval=0.01)
+        await eventually_async(
+            lambda: _async_value(leases.requests["get"] > 0), timeout=10, interval=0.01
+        )
+        assert kube.writes_while_not_leading == [], kube.writes_while_not_leading
+        assert kube.writes == 0
+        assert not mgr.working
+        assert [c.queue.adds_total for c in mgr.controllers] == [0]
+        (lease,) = leases.stored(resources.LEASES)
+        assert lease["spec"]["holderIdentity"] == "intruder"
+
+
+async def test_a_renew_deadline_passed_while_the_loop_was_blocked_starts_no_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    leases = fakes.FakeKubeClient()
+    # Longer than the renew deadline plus a retry period: whenever the last renewal was, the
+    # deadline has passed when the loop runs again.
+    kube = SlowFirstList(parsing=1.6)
+    await kube.create(GPU_PLUGINS, {"metadata": {"name": "gpu"}, "spec": {}})
+    kube.reset_counts()
+    config = election.Config(
+        namespace=LEASE_NS, identity="me", lease_duration=2, renew_deadline=1, retry_period=0.5
+    )
+    async with replica(leases, kube=kube, leader_election=config) as running:
+        mgr = running.manager
+        assert mgr.elector is not None
+        elector = mgr.elector
+        await eventually_async(lambda: _async_value(elector.leading), timeout=5, interval=0.01)
+
+        # The DaemonSet list answers, and parsing it blocks the loop past the renew deadline:
+        # the cache is filled before the renewal's timer can run and notice.
+        kube.leading = lambda: elector.still_leading
+        kube.listed.set()
+
+        async def lost() -> bool:
+            return any(record.message == "Lost Lease" for record in caplog.records)
+
+        await eventually_async(lost, timeout=5, interval=0.01)
+        await eventually_async(lambda: _async_value(mgr.synced()), timeout=5, interval=0.01)
+        # Leading again afterwards (nobody else holds the Lease) is fine; writing before is not.
+        assert kube.writes_while_not_leading == [], kube.writes_while_not_leading

@@ -162,6 +162,13 @@ class LeaderElector:
         return self._leading
 
     @property
+    def still_leading(self) -> bool:
+        """Whether this replica leads and its last successful renewal is younger than the
+        renew deadline: false from the deadline on, even before ``hold`` notices it (an event
+        loop blocked past the deadline wakes its timer late)."""
+        return self._leading and self._clock() - self._renewed_at < self.config.renew_deadline
+
+    @property
     def holder(self) -> str:
         """The holderIdentity last seen on the Lease ("" when free or not read yet)."""
         return self._observed.holder

@@ -2,8 +2,9 @@
 
 Start-up: probes, metrics and the admission server (with its certificate), then the informers;
 then, with leader election, the campaign; once leading and once the DaemonSet and Pod caches
-are filled, the reconcile workers. Shutdown runs backwards: workers first, then the lease is
-released, then everything else.
+are filled, the reconcile workers, if the replica still leads at that moment (a first list
+can take longer than the renew deadline). Shutdown runs backwards: workers first, then the
+lease is released, then everything else.
 
 With leader election every replica serves probes, metrics and webhooks and keeps its informers
 warm, so that a follower which takes over reconciles at once; only the leader runs reconcile
@@ -135,13 +136,19 @@ class Manager(composition.Parts):
         for inf in self.informers:
             inf.start()
 
-    async def start_workers(self) -> None:
-        """Start the reconcile workers once the DaemonSet and Pod caches are filled."""
+    async def start_workers(self) -> bool:
+        """Start the reconcile workers once the DaemonSet and Pod caches are filled, unless
+        the replica stopped leading meanwhile; whether they were started."""
         # A reconcile against an empty cache would try to create DaemonSets that exist.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
+        # Nothing below awaits: the election's callbacks cannot run between this check and
+        # the workers' creation, so a loss either stops the start here or cancels them.
         if self._stopping:
-            return
+            return False
+        if self.elector is not None and not self.elector.still_leading:
+            log.info("Not starting controllers: leader election lost while the caches filled")
+            return False
         for controller in self.controllers:
             controller.queue.reopen()
         if not self._handlers_added:
@@ -162,6 +169,7 @@ class Manager(composition.Parts):
                     asyncio.create_task(controller.work(), name=f"{controller.name}-{index}")
                 )
         log.info("Started controllers", extra={"devices": ",".join(self.config.devices)})
+        return True
 
     def cancel_workers(self) -> None:
         """Stop every reconcile now: synchronous, so nothing else runs in between."""

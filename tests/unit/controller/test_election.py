@@ -392,3 +392,20 @@ def test_identity_is_hostname_and_a_uuid() -> None:
     first, second = election.default_identity(), election.default_identity()
     assert first != second
     assert re.match(r"^.+_[0-9a-f-]{36}$", first)
+
+
+async def test_leadership_ends_at_the_renew_deadline_even_before_hold_notices(
+    time: VirtualTime,
+) -> None:
+    kube = fakes.FakeKubeClient()
+    leader = make(kube, time, "a")
+    await leader.acquire()
+    assert leader.still_leading
+
+    # Nothing renews (hold() is not running, as when the event loop is blocked): the flag
+    # still says leading, but the deadline has passed.
+    await time.advance(9.9)
+    assert leader.still_leading
+    await time.advance(0.1)
+    assert leader.leading
+    assert not leader.still_leading
