@@ -4,15 +4,16 @@ status shows (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import fakes
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import events, informer, reconciler
-from deviceplugin_operator.kube import objects, resources
+from deviceplugin_operator.kube import errors, objects, resources
 
 GPU = devices.KINDS["gpu"]
 GPU_PLUGINS = resources.Resource.of(
@@ -224,8 +225,9 @@ async def test_a_write_is_no_echo_once_another_reconcile_has_run_before_it_came_
     kube, _, rec = await reconciler_of_one_resource()
     controller = manager.Controller(rec, 1)
     await rec.reconcile("a")
-    # This reconcile read a cache without the DaemonSet and the status just written.
-    with contextlib.suppress(Exception):
+    # This reconcile read a cache without the DaemonSet and the status just written: it
+    # creates the DaemonSet again, which the API server refuses (the controller retries).
+    with pytest.raises(errors.AlreadyExists, match='daemonsets "intel-gpu-plugin-a"'):
         await rec.reconcile("a")
     written = await kube.get(GPU_PLUGINS, "a")
     assert queues(
