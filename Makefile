@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # BENCH_SIZE=quick (default, ~15 min) or full (hours)
 BENCH_SIZE ?= quick
 
-.PHONY: bench help venv binaries helm cluster cluster-down test lint demo demo-down run generate verify image
+.PHONY: bench help venv binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ lint: venv ## ruff, mypy --strict, import-linter
 demo: binaries ## Local cluster + CRDs + operator + every sample; waits for READY == DESIRED
 	$(BIN)/python tools/demo.py up --nodes $(NODES)
 
-demo-down: venv ## Stop what make demo started
+demo-incluster: binaries ## Like demo, but the operator image runs as 2 pods on a real kubelet node
+	$(BIN)/python tools/demo.py up-incluster --nodes $(NODES)
+
+demo-down: venv ## Stop what make demo or make demo-incluster started
 	$(BIN)/python tools/demo.py down
 
 run: venv ## Run the operator from source against the current KUBECONFIG

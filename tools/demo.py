@@ -1,11 +1,18 @@
-"""``make demo`` / ``make demo-down``: the operator on a local control plane with fake Intel nodes.
+"""``make demo`` / ``make demo-incluster`` / ``make demo-down``: the operator on a local control
+plane with fake Intel nodes.
 
-up:   local cluster (``NODES`` fake nodes with every Intel feature label) → CRDs → the operator
-      from source in the background (pid in .cluster/operator.pid, log in
-      .cluster/logs/operator.log; restarted when it died, left alone when it runs) → every
-      sample of deployments/operator/samples → wait until each CR reports READY == DESIRED →
-      print ``kubectl get`` of the eight kinds.
-down: stop the operator and the cluster.
+up:           local cluster (``NODES`` fake nodes with every Intel feature label) → CRDs → the
+              operator from source in the background (pid in .cluster/operator.pid, log in
+              .cluster/logs/operator.log; restarted when it died, left alone when it runs) →
+              every sample of deployments/operator/samples → wait until each CR reports
+              READY == DESIRED → print ``kubectl get`` of the eight kinds.
+up-incluster: the operator as it ships, in .cluster-incluster/: the image built from the
+              Dockerfile (tools/image.py) → local cluster with a real kubelet node besides the
+              fake ones → the image imported into the node → ``kubectl apply -k`` of
+              deployments/operator/default with only the image swapped (tools/incluster.py) →
+              the samples → wait until the Deployment has its 2 replicas available on the real
+              node, one holds the Lease, and every sample reports READY == DESIRED → print.
+down:         stop both (whichever runs).
 """
 
 from __future__ import annotations
@@ -25,8 +32,13 @@ from deviceplugin_operator import devices
 from deviceplugin_operator.manifests import webhooks
 from localcluster import cluster, errors, nodes, processes
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import incluster  # tools/ is not a package
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / ".cluster"
+INCLUSTER_DIR = ROOT / ".cluster-incluster"
+SAMPLES = ROOT / "deployments" / "operator" / "samples"
 PID_FILE = CLUSTER_DIR / "operator.pid"
 PORTS_FILE = CLUSTER_DIR / "operator.ports"
 OPERATOR_LOG = CLUSTER_DIR / "logs" / "operator.log"
@@ -198,23 +210,105 @@ Stop it all with: make demo-down""")
     return 0
 
 
+def wait_samples(
+    kubeconfig: pathlib.Path, samples: list[tuple[str, str]], seconds: float, log_hint: str
+) -> bool:
+    deadline = time.monotonic() + seconds
+    while pending := pending_samples(kubeconfig, samples):
+        if time.monotonic() > deadline:
+            say(f"Still not ready after {seconds:.0f} s: {', '.join(pending)}; {log_hint}")
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def up_incluster(node_count: int) -> int:
+    say(f"Building (or reusing) the operator image {incluster.IMAGE}")
+    image_id, archive = incluster.build_image()
+    local = cluster.Cluster(INCLUSTER_DIR, echo=say, real_node=True)
+    local.up(nodes.intel_nodes(node_count))
+    kubeconfig = local.kubeconfig
+    real_node = str(local.node_name)
+    say(f"Importing {archive.name} into the real node {real_node}")
+    local.load_image(archive)
+    kube = incluster.kubectl_for(kubeconfig)
+    incluster.cordon_fake_nodes(kube)
+    overlay = incluster.write_overlay("default", incluster.IMAGE, INCLUSTER_DIR / "overlay")
+    # The CRDs must be Established before the samples; the webhooks must answer.
+    kubectl(kubeconfig, "apply", "-k", str(overlay))
+    say("Applied deployments/operator/default (image swapped); waiting for the operator")
+    hint = (
+        f"see kubectl --kubeconfig={kubeconfig} -n {NAMESPACE} logs "
+        f"deployment/{incluster.DEPLOYMENT}"
+    )
+    try:
+        incluster.wait_until(
+            lambda: incluster.operator_pending(kube, real_node),
+            timeout=180,
+            what="the operator Deployment",
+        )
+    except TimeoutError as error:
+        say(f"{error}; {hint}")
+        return 1
+    say("Operator up: 2 replicas on the real node, one holds the Lease")
+    manifests = kubectl(kubeconfig, "kustomize", str(ROOT / "deployments/operator/samples"))
+    samples = applied_samples(manifests)
+    deadline = time.monotonic() + 60
+    while True:  # the first admission calls may still race the Service's endpoints
+        done = subprocess.run(
+            ["kubectl", f"--kubeconfig={kubeconfig}", "apply", "-k", str(SAMPLES)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            say(f"Applying the samples failed: {done.stderr.strip()}")
+            return 1
+        time.sleep(1)
+    say("Applied every sample; waiting until each reports READY == DESIRED")
+    if not wait_samples(kubeconfig, samples, 120, hint):
+        return 1
+    print(kubectl(kubeconfig, "get", "deployment,pods", "-n", NAMESPACE, "-o", "wide"))
+    print(kubectl(kubeconfig, "get", "lease", incluster.LEASE, "-n", NAMESPACE))
+    print(kubectl(kubeconfig, "get", ",".join(PLUGIN_KINDS)))
+    print(kubectl(kubeconfig, "get", "daemonsets", "-n", NAMESPACE))
+    print(f"""The operator runs as it ships (image {incluster.IMAGE}, id {image_id[:12]}). Explore:
+  export KUBECONFIG={kubeconfig}
+  kubectl -n {NAMESPACE} logs deployment/{incluster.DEPLOYMENT}
+  kubectl -n {NAMESPACE} get lease {incluster.LEASE} -o yaml      # the leader
+  kubectl -n {NAMESPACE} delete pod <the leader>   # the other replica takes over
+  kubectl edit gpudeviceplugin gpudeviceplugin-sample # e.g. sharedDevNum; the DaemonSet follows
+Stop it all with: make demo-down""")
+    return 0
+
+
 def down() -> int:
     if (pid := operator_pid()) is not None:
         processes.stop(pid)
         say(f"Stopped the operator (pid {pid})")
     cluster.Cluster(CLUSTER_DIR, echo=say).down()
     say("Stopped the local cluster")
+    if INCLUSTER_DIR.exists():
+        cluster.Cluster(INCLUSTER_DIR, echo=say, real_node=True).down()
+        say("Stopped the in-cluster demo's cluster")
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument("command", choices=("up", "up-incluster", "down"))
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args()
     try:
-        return up(args.nodes) if args.command == "up" else down()
-    except errors.ClusterError as error:
+        if args.command == "up":
+            return up(args.nodes)
+        if args.command == "up-incluster":
+            return up_incluster(args.nodes)
+        return down()
+    except (errors.ClusterError, RuntimeError) as error:
         say(f"Error: {error}")
         return 1
 
