@@ -23,6 +23,9 @@ LABEL org.opencontainers.image.title="intel-deviceplugin-operator-py" \
       org.opencontainers.image.description="Operator for the Intel device plugins (Python drop-in replacement)" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /opt/venv /opt/venv
+# The reference image's command, for manifests that name it (`command:` in a Deployment, an OLM
+# bundle): `run` with the reference's flags. The console script runs /opt/venv/bin/python.
+COPY --from=builder /opt/venv/bin/intel_deviceplugin_operator /usr/local/bin/intel_deviceplugin_operator
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -3,8 +3,16 @@
 ``deviceplugin-operator run`` accepts the reference operator's flags with the same names and
 defaults (``--metrics-bind-address``, ``--health-probe-bind-address``,
 ``--deviceplugin-namespace``, ``--leader-elect``, ``--metrics-secure``, ``--enable-http2``,
-``--devices``) and its environment (``DEVICEPLUGIN_NAMESPACE``, ``DEVICEPLUGIN_SECRET``,
-``<IMAGE>_SHA``). This is the only module that reads ``os.environ``.
+``--devices``, ``--kubeconfig``, ``-v``, ``-vmodule``) and its environment
+(``DEVICEPLUGIN_NAMESPACE``, ``DEVICEPLUGIN_SECRET``, ``<IMAGE>_SHA``). This is the only module
+that reads ``os.environ``. Installed as ``intel_deviceplugin_operator`` (the reference's command
+name) it is ``run`` itself.
+
+Flags are read with the syntax of Go's ``flag`` package, as the reference reads them (``go_flags``):
+``-flag`` or ``--flag``; values as ``-flag=value`` or ``-flag value``; booleans as ``-flag`` or
+``-flag=<true|false|1|0|t|f|T|F|TRUE|FALSE|True|False>``. Unlike the reference, an argument
+that is not a flag is refused (Go stops reading flags there and ignores the rest, so
+``--leader-elect false --devices=gpu`` would run every device).
 
 Leader election can be tuned (``--leader-elect-lease-duration``, ``--leader-elect-renew-deadline``,
 ``--leader-elect-retry-period``, Go durations such as ``15s``; ``--leader-elect-namespace``,
@@ -29,7 +37,7 @@ import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
@@ -61,6 +69,124 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+_GO_BOOLEANS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+"""What Go's ``strconv.ParseBool`` (so the reference's boolean flags) accepts."""
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean as Go's ``flag`` package reads it."""
+    try:
+        return _GO_BOOLEANS[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"invalid boolean value {text!r} (true, false, 1, 0, t, f)"
+        ) from None
+
+
+class _Bool(argparse.Action):
+    """A Go boolean flag: ``--flag`` is true, ``--flag=false`` false; never a separate word."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("default", False)
+        super().__init__(
+            option_strings, dest, nargs="?", const=True, type=parse_bool, metavar="BOOL", **kwargs
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+
+
+class _GoFlags(_Parser):
+    """A command whose flags are read with Go's ``flag`` syntax (``go_flags``) first."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(go_flags(self, argv), namespace)
+
+
+def _long_name(action: argparse.Action) -> str:
+    return max(action.option_strings, key=len)
+
+
+def go_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` read as Go's ``flag`` package reads the reference's, rewritten for argparse:
+    every flag as ``--long-name=value``, or ``--help`` alone.
+
+    Go's forms: ``-name`` and ``--name`` alike, ``-name=value``, ``-name value`` (the next
+    argument, whatever it looks like, is the value of a non-boolean flag), booleans only as
+    ``-name`` or ``-name=<bool>``; ``-h``, ``-help`` and ``--help`` ask for the usage; ``--``
+    ends the flags. Errors are Go's words, as one ``UsageError`` line. An argument that is not a
+    flag is an error here (Go stops there and ignores the rest, silently).
+    """
+    flags = {
+        option.lstrip("-"): action for action in parser._actions for option in action.option_strings
+    }
+    prog = parser.prog
+    rewritten: list[str] = []
+    previous: tuple[str, argparse.Action] | None = None
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            if index < len(argv):
+                raise _stray(prog, argv[index], None)
+            break
+        if len(arg) < 2 or not arg.startswith("-"):
+            raise _stray(prog, arg, previous)
+        name = arg[2:] if arg.startswith("--") else arg[1:]
+        if not name or name[0] in "-=":
+            raise UsageError(f"{prog}: bad flag syntax: {arg} (see --help)")
+        name, has_value, value = name.partition("=")
+        action = flags.get(name)
+        if isinstance(action, argparse._HelpAction) or (action is None and name in ("h", "help")):
+            return ["--help"]
+        if action is None:
+            raise UsageError(f"{prog}: flag provided but not defined: -{name} (see --help)")
+        if isinstance(action, _Bool):
+            if has_value and value not in _GO_BOOLEANS:
+                raise UsageError(
+                    f'{prog}: invalid boolean value "{value}" for -{name}: parse error '
+                    "(true, false, 1, 0, t, f, T, F, TRUE, FALSE, True, False)"
+                )
+            rewritten.append(f"{_long_name(action)}={value if has_value else 'true'}")
+            previous = None if has_value else (arg, action)
+            continue
+        if not has_value:
+            if index >= len(argv):
+                raise UsageError(f"{prog}: flag needs an argument: -{name} (see --help)")
+            value = argv[index]
+            index += 1
+        rewritten.append(f"{_long_name(action)}={value}")
+        previous = None
+    return rewritten
+
+
+def _stray(prog: str, arg: str, after: tuple[str, argparse.Action] | None) -> UsageError:
+    if after is not None and arg in _GO_BOOLEANS:
+        flag = after[0]
+        return UsageError(
+            f"{prog}: unexpected argument {arg!r} after the boolean flag {flag}: write "
+            f"{flag}={arg} (the reference operator would take {flag} as true and silently "
+            "ignore every argument from here on)"
+        )
+    return UsageError(
+        f"{prog}: unexpected argument {arg!r}: only flags are accepted (-flag, -flag=value, "
+        "-flag value); the reference operator would silently ignore every argument from here on"
+    )
 
 
 def parse_devices(values: Sequence[str]) -> tuple[str, ...]:
@@ -167,6 +293,14 @@ def parse_registries(text: str) -> tuple[str, ...]:
     return entries
 
 
+def parse_verbosity(text: str) -> int:
+    """A log verbosity: an integer, as klog's ``-v``."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid verbosity {text!r} (an integer)") from None
+
+
 def parse_file(text: str) -> str:
     """The path of a file that exists."""
     if not pathlib.Path(text).is_file():
@@ -197,8 +331,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="deviceplugin-operator",
         description="Kubernetes operator for the Intel device plugins.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the operator (controllers, webhooks, probes)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_GoFlags)
+    run = commands.add_parser(
+        "run",
+        help="run the operator (controllers, webhooks, probes)",
+        description="Run the operator. Flags take Go's syntax, as the reference operator's: "
+        "-flag or --flag; -flag=value or -flag value; booleans -flag or -flag=false.",
+        allow_abbrev=False,
+    )
     run.add_argument(
         "--metrics-bind-address",
         type=parse_bind_address,
@@ -219,7 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--leader-elect",
-        action="store_true",
+        action=_Bool,
         help="elect a leader with the Lease d1c7b6d5.intel.com",
     )
     run.add_argument(
@@ -252,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--metrics-secure",
-        action="store_true",
+        action=_Bool,
         help="serve metrics over HTTPS with TokenReview/SubjectAccessReview",
     )
     run.add_argument(
@@ -264,7 +404,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-cert-key", default="tls.key")
     run.add_argument(
         "--enable-http2",
-        action="store_true",
+        action=_Bool,
         help="offer HTTP/2 on the webhook server (the metrics server speaks HTTP/1.1 only)",
     )
     run.add_argument(
@@ -299,10 +439,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--webhook-certs",
-        choices=("self-managed", "mounted"),
-        default="self-managed",
-        help="self-managed: own CA in a Secret, caBundle patched (no cert-manager); "
-        "mounted: cert-manager or OpenShift service CA, reloaded on change",
+        choices=manager.WEBHOOK_CERTIFICATE_MODES,
+        default="auto",
+        help="mounted: tls.crt/tls.key in --webhook-cert-dir (cert-manager, OpenShift "
+        "service CA, OLM), reloaded on change; self-managed: own CA in a Secret, caBundle "
+        "patched (no cert-manager); auto (default): mounted when both files are there, "
+        "else self-managed",
     )
     run.add_argument(
         "--webhook-cert-hosts",
@@ -358,7 +500,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument(
-        "-v", "--verbosity", type=int, default=0, help="log verbosity: 0 info, >=1 debug"
+        "-v",
+        "--verbosity",
+        type=parse_verbosity,
+        default=0,
+        help="log verbosity: 0 info, >=1 debug, >=5 also the HTTP client's (klog's -v)",
+    )
+    run.add_argument(
+        "--vmodule",
+        default="",
+        metavar="PATTERN=N,...",
+        help="accepted for compatibility with the reference operator (klog) and ignored",
     )
     return parser
 
@@ -465,6 +617,7 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         or _namespace_variable(environ, "DEVICEPLUGIN_NAMESPACE")
         or "inteldeviceplugins-system"
     )
+    certificates_mode = manager.choose_mode(args.webhook_certs, args.webhook_cert_dir)
     return manager.Options(
         kubeconfig=args.kubeconfig or environ.get("KUBECONFIG") or None,
         health_probe_bind_address=args.health_probe_bind_address,
@@ -478,7 +631,8 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
-        webhook_certs=args.webhook_certs,
+        webhook_certs=certificates_mode.name,
+        webhook_certs_choice=certificates_mode,
         webhook_hosts=args.webhook_cert_hosts,
         webhook_secret=args.webhook_secret,
         certificate_check_period=args.webhook_cert_check_period,
@@ -508,6 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return USAGE
     _configure_logging(args.log_format, args.verbosity)
+    if args.vmodule:
+        log.warning(
+            "Ignored -vmodule (accepted for compatibility with the reference operator): "
+            "use -v for the verbosity of every module",
+            extra={"vmodule": args.vmodule},
+        )
     log.info(
         "Starting operator",
         extra={"devices": ",".join(config.devices), "namespace": config.plugin_namespace},
@@ -520,6 +680,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except manager.StartupError as error:
         log.error("%s", error)
         return START_FAILED
+
+
+def reference_main(argv: Sequence[str] | None = None) -> int:
+    """``intel_deviceplugin_operator``, the reference's command: ``run`` with its flags."""
+    return main(["run", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

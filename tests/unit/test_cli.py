@@ -196,7 +196,7 @@ def test_certificate_check_period_is_short_by_default_and_a_flag() -> None:
         ("--webhook-cert-hosts=a..svc", "'a..svc' cannot name a certificate: it has an empty"),
         ("--kubeconfig=/nonexistent/kubeconfig", "no such file '/nonexistent/kubeconfig'"),
         ("--log-format=xml", "argument --log-format: invalid choice: 'xml'"),
-        ("--no-such-flag", "unrecognized arguments: --no-such-flag"),
+        ("--no-such-flag", "flag provided but not defined: -no-such-flag"),
     ],
 )
 def test_a_bad_flag_is_one_line_and_exit_2(
@@ -272,3 +272,186 @@ def test_allowed_image_registries_are_opt_in_and_reach_the_options() -> None:
 def test_bad_registries_are_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         cli.parse_registries(text)
+
+
+# Go's flag syntax (the reference's): every form it accepts, with the same meaning -----------
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    return cli._parser().parse_args(["run", *argv])
+
+
+@pytest.mark.parametrize(
+    ("argv", "attribute", "value"),
+    [
+        # Booleans: -flag and --flag, =<every spelling Go's strconv.ParseBool takes>.
+        (["-leader-elect"], "leader_elect", True),
+        (["--leader-elect"], "leader_elect", True),
+        (["--leader-elect=true"], "leader_elect", True),
+        (["-leader-elect=false"], "leader_elect", False),
+        (["--leader-elect", "--leader-elect=0"], "leader_elect", False),
+        *[
+            (["--metrics-secure=" + word], "metrics_secure", True)
+            for word in ["1", "t", "T", "TRUE", "true", "True"]
+        ],
+        *[
+            (["--metrics-secure", "-metrics-secure=" + word], "metrics_secure", False)
+            for word in ["0", "f", "F", "FALSE", "false", "False"]
+        ],
+        (["--enable-http2=true"], "enable_http2", True),
+        (["-enable-http2"], "enable_http2", True),
+        ([], "enable_http2", False),
+        # Values: -flag=v, --flag=v, -flag v, --flag v.
+        (["-devices=gpu"], "devices", ["gpu"]),
+        (
+            ["-devices", "gpu", "--devices=qat", "--devices", "sgx"],
+            "devices",
+            ["gpu", "qat", "sgx"],
+        ),
+        (["--devices=gpu,qat"], "devices", ["gpu,qat"]),
+        (["-deviceplugin-namespace=plugins"], "deviceplugin_namespace", "plugins"),
+        (["-deviceplugin-namespace", "plugins"], "deviceplugin_namespace", "plugins"),
+        (["--metrics-bind-address", ":8443"], "metrics_bind_address", ":8443"),
+        (["-health-probe-bind-address=:9000"], "health_probe_bind_address", ":9000"),
+        # The last occurrence wins, as in Go.
+        (["--metrics-bind-address=:1", "-metrics-bind-address=:2"], "metrics_bind_address", ":2"),
+        # klog's -v in all its forms; -vmodule accepted (and ignored, with a warning).
+        (["-v=3"], "verbosity", 3),
+        (["-v", "3"], "verbosity", 3),
+        (["--v=2"], "verbosity", 2),
+        (["--verbosity", "4"], "verbosity", 4),
+        (["-vmodule=foo=2,bar=1"], "vmodule", "foo=2,bar=1"),
+        (["--vmodule", "foo=2"], "vmodule", "foo=2"),
+        # This operator's own flags, in the same forms.
+        (["-webhook-port=0"], "webhook_port", 0),
+        (["-webhook-port", "0"], "webhook_port", 0),
+        (["--webhook-certs", "mounted"], "webhook_certs", "mounted"),
+        (["-webhook-certs=self-managed"], "webhook_certs", "self-managed"),
+        ([], "webhook_certs", "auto"),
+        (["-log-format", "json"], "log_format", "json"),
+        (["-leader-elect-lease-duration=30s"], "leader_elect_lease_duration", 30.0),
+        # "--" ends the flags.
+        (["--leader-elect", "--"], "leader_elect", True),
+    ],
+)
+def test_every_form_of_gos_flag_syntax_is_accepted(
+    argv: list[str], attribute: str, value: object
+) -> None:
+    assert getattr(run_args(*argv), attribute) == value
+
+
+def test_a_non_boolean_flag_takes_the_next_argument_whatever_it_looks_like() -> None:
+    """Go's rule: ``-flag value`` takes the next argument even when it starts with '-'."""
+    assert run_args("--plugin-service-account", "-x").plugin_service_account == "-x"
+    with pytest.raises(cli.UsageError, match=r"invalid duration '-1s'"):
+        run_args("--resync-period", "-1s")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Go's words, measured on the reference v0.36.0 (each exits 2 there too).
+        (["---leader-elect"], "bad flag syntax: ---leader-elect"),
+        (["-=x"], "bad flag syntax: -=x"),
+        (["--=x"], "bad flag syntax: --=x"),
+        (["-bogus"], "flag provided but not defined: -bogus"),
+        (["--bogus=1"], "flag provided but not defined: -bogus"),
+        (["--leader"], "flag provided but not defined: -leader"),  # no GNU abbreviations
+        (["--deviceplugin-namespace"], "flag needs an argument: -deviceplugin-namespace"),
+        (["-kubeconfig"], "flag needs an argument: -kubeconfig"),
+        (["--leader-elect=yes"], 'invalid boolean value "yes" for -leader-elect: parse error'),
+        (["-metrics-secure="], 'invalid boolean value "" for -metrics-secure: parse error'),
+        (["--v=x"], "argument -v/--verbosity: invalid verbosity 'x' (an integer)"),
+        # Deliberately stricter than Go, which stops at the first non-flag and ignores the rest
+        # (here: it would run every device, with leader election).
+        (
+            ["--leader-elect", "false", "--devices=gpu"],
+            "unexpected argument 'false' after the boolean flag --leader-elect: write "
+            "--leader-elect=false",
+        ),
+        (["--devices=gpu", "qat"], "unexpected argument 'qat': only flags are accepted"),
+        (["--", "--devices=gpu"], "unexpected argument '--devices=gpu': only flags"),
+        (["-"], "unexpected argument '-': only flags are accepted"),
+    ],
+)
+def test_what_go_refuses_and_stray_arguments_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli.main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert message in err
+
+
+@pytest.mark.parametrize("flag", ["-h", "-help", "--help", "--h", "-help=false"])
+def test_help_in_every_go_form_prints_the_usage_and_exits_0(
+    capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--leader-elect", flag, "--bogus"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: deviceplugin-operator run")
+    assert "--leader-elect [BOOL]" in out
+
+
+def test_the_reference_command_name_is_run_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``intel_deviceplugin_operator`` (the reference's binary, installed in the image at its
+    path) takes the flags without the ``run`` subcommand."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert cli.reference_main(["-leader-elect", "--devices=gpu"]) == 0
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/intel_deviceplugin_operator", "-h"])
+    assert cli.reference_main() == 0
+    assert seen == [["run", "-leader-elect", "--devices=gpu"], ["run", "-h"]]
+
+
+def test_the_reference_command_is_an_installed_script() -> None:
+    import tomllib
+
+    project = tomllib.loads(
+        (pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    )["project"]
+    assert project["scripts"]["intel_deviceplugin_operator"] == (
+        "deviceplugin_operator.cli:reference_main"
+    )
+
+
+def test_vmodule_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def stopped(*_: object) -> int:
+        return 0
+
+    monkeypatch.setattr(cli, "_run", stopped)
+    monkeypatch.setattr(cli, "_configure_logging", lambda *_: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="deviceplugin_operator.cli"):
+        assert cli.main(["run", "-vmodule=reconciler=4", "--webhook-port=0"]) == 0
+    (record,) = [r for r in caplog.records if "vmodule" in r.getMessage()]
+    assert record.getMessage().startswith("Ignored -vmodule")
+    assert record.__dict__["vmodule"] == "reconciler=4"
+
+
+# The webhook certificate mode ------------------------------------------------------------
+
+
+def test_certificates_are_mounted_by_default_when_both_files_are_there(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "tls.crt").write_text("x")
+    (tmp_path / "tls.key").write_text("x")
+    options = cli.build_options(run_args(f"--webhook-cert-dir={tmp_path}"), {})
+    assert options.webhook_certs == "mounted"
+    assert options.webhook_certs_choice is not None
+    assert options.webhook_certs_choice.automatic
+    assert f"tls.crt and tls.key found in {tmp_path}" in options.webhook_certs_choice.reason
+    explicit = run_args(f"--webhook-cert-dir={tmp_path}", "--webhook-certs=self-managed")
+    assert cli.build_options(explicit, {}).webhook_certs == "self-managed"
+
+
+def test_certificates_are_self_managed_by_default_without_them(tmp_path: pathlib.Path) -> None:
+    options = cli.build_options(run_args(f"--webhook-cert-dir={tmp_path / 'absent'}"), {})
+    assert options.webhook_certs == "self-managed"
+    explicit = run_args(f"--webhook-cert-dir={tmp_path}", "--webhook-certs=mounted")
+    assert cli.build_options(explicit, {}).webhook_certs == "mounted"

@@ -82,7 +82,10 @@ def test_two_stages_on_python_3_11_slim(dockerfile: tuple[dict[str, str], list[S
 
 def test_final_stage_holds_only_the_virtualenv(final: Stage) -> None:
     assert final.values("RUN") == [], "no package manager or build tool runs in the final stage"
-    assert final.values("COPY") == ["--from=builder /opt/venv /opt/venv"]
+    assert final.values("COPY")[0] == "--from=builder /opt/venv /opt/venv"
+    assert [copy.split()[1] for copy in final.values("COPY")[1:]] == [
+        "/opt/venv/bin/intel_deviceplugin_operator"
+    ], "besides the virtualenv only the reference's command, a script of the virtualenv"
     (env,) = final.values("ENV")
     assert "PATH=/opt/venv/bin:$PATH" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "the root filesystem is read-only"
@@ -104,6 +107,17 @@ def test_entrypoint_is_the_console_script_run_command(final: Stage) -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts[command[0]] == "deviceplugin_operator.cli:main"
     assert cli._parser().parse_args(command[1:]).command == "run"
+
+
+def test_the_reference_command_path_runs_the_operator(final: Stage) -> None:
+    """Intel's image has the operator at /usr/local/bin/intel_deviceplugin_operator (its
+    ENTRYPOINT): manifests naming that command run this operator with the same flags."""
+    (copied,) = [copy for copy in final.values("COPY") if "intel_deviceplugin_operator" in copy]
+    source, target = copied.split()[1:]
+    assert target == "/usr/local/bin/intel_deviceplugin_operator"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert source == f"/opt/venv/bin/{pathlib.PurePath(target).name}"
+    assert scripts[pathlib.PurePath(target).name] == "deviceplugin_operator.cli:reference_main"
 
 
 def test_user_is_the_deployments_non_root_user(final: Stage, manager: dict[str, Any]) -> None:
@@ -130,6 +144,8 @@ def test_only_tmp_is_written_and_it_is_mounted(manager: dict[str, Any]) -> None:
     container = manager["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    (tmp,) = manager["volumes"]
+    assert "emptyDir" in tmp, "nothing at the webhook certificate directory: auto is self-managed"
     defaults = cli._parser().parse_args(["run"])
     assert defaults.webhook_cert_dir.startswith("/tmp/")
 

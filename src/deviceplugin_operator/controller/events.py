@@ -3,6 +3,11 @@
 Recording never blocks or fails a reconcile: each Event is created by a background task and a
 failure is only logged. Events of cluster-scoped resources live in the ``default``
 namespace, as client-go's recorder puts them.
+
+An install whose RBAC does not let the operator create Events there (the reference operator's:
+it grants Events only in the operator's namespace) loses them and nothing else: the first
+refusal in a namespace is logged once, as a warning naming the missing grant; later ones only
+at debug level. Recording is still tried, so a grant added later takes effect at once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Recorder:
         self.kube = kube
         self.component = component
         self._pending: set[asyncio.Task[None]] = set()
+        self._refused: set[str] = set()
+        """Namespaces where creating an Event was refused (logged once)."""
 
     def normal(self, obj: objects.JsonObject, reason: str, message: str) -> None:
         self._record(obj, "Normal", reason, message)
@@ -66,6 +73,19 @@ class Recorder:
         }
         try:
             await self.kube.create(resources.EVENTS, event, namespace=namespace)
+        except errors.Forbidden as error:
+            if namespace in self._refused:
+                log.debug("Recording an event refused", extra={"reason": reason})
+                return
+            self._refused.add(namespace)
+            log.warning(
+                "Events cannot be recorded in namespace %s: RBAC does not let the operator "
+                "create them there; they are dropped (nothing else is affected) and further "
+                "refusals are not logged. Grant create and patch on events in %s to record them",
+                namespace,
+                namespace,
+                extra={"reason": reason, "error": str(error)},
+            )
         except errors.KubeError as error:
             log.warning("Recording an event failed", extra={"reason": reason, "error": str(error)})
 

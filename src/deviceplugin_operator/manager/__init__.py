@@ -22,13 +22,18 @@ from deviceplugin_operator.manager.lifecycle import Manager
 from deviceplugin_operator.manager.options import Options
 from deviceplugin_operator.manager.process import run
 from deviceplugin_operator.manager.startup import StartupError
-from deviceplugin_operator.manager.webhook_certificates import webhook_hosts
+from deviceplugin_operator.manager.webhook_certificates import (
+    MODES as WEBHOOK_CERTIFICATE_MODES,
+)
+from deviceplugin_operator.manager.webhook_certificates import choose_mode, webhook_hosts
 
 __all__ = [
+    "WEBHOOK_CERTIFICATE_MODES",
     "Controller",
     "Manager",
     "Options",
     "StartupError",
+    "choose_mode",
     "plugin_label_selector",
     "run",
     "webhook_hosts",

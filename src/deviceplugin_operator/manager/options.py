@@ -9,6 +9,24 @@ from deviceplugin_operator.controller import election
 
 
 @dataclasses.dataclass(frozen=True)
+class CertificateMode:
+    """Where the webhook serving certificate comes from, and why
+    (``webhook_certificates.choose_mode``)."""
+
+    name: str
+    """``self-managed`` or ``mounted``."""
+
+    reason: str
+    """Why: the flag, or what ``--webhook-certs=auto`` found in the directory."""
+
+    automatic: bool = False
+    """Chosen by ``--webhook-certs=auto`` rather than asked for."""
+
+    doubtful: bool = False
+    """``auto`` found half a pair (one file without the other): worth a warning."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Options:
     """How the process runs (as opposed to what it reconciles: ``settings.Settings``)."""
 
@@ -53,7 +71,12 @@ class Options:
 
     webhook_certs: str = "self-managed"
     """``self-managed`` (the operator's own CA in a Secret) or ``mounted`` (cert-manager,
-    OpenShift service CA: ``tls.crt``/``tls.key`` in ``webhook_cert_dir``, reloaded)."""
+    OpenShift service CA, OLM: ``tls.crt``/``tls.key`` in ``webhook_cert_dir``, reloaded).
+    The command resolves its ``--webhook-certs=auto`` into one of them
+    (``webhook_certificates.choose_mode``)."""
+
+    webhook_certs_choice: CertificateMode | None = None
+    """How the command came to ``webhook_certs`` (logged at start); None: set directly."""
 
     webhook_hosts: tuple[str, ...] = ()
     """Names and addresses of the serving certificate (self-managed); empty → the Service's."""

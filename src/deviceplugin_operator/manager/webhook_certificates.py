@@ -1,15 +1,21 @@
 """The admission server's serving certificate, from one of two sources.
 
-``self-managed`` (the default): the operator's own CA and serving certificate in a Secret of its
-namespace (``controller.certificates``), checked every ``certificate_check_period``: renewed
-before expiry, recreated when the Secret is deleted, the CA bundle written back into the
-webhook configurations when a re-apply lost it. ``mounted``: ``tls.crt``/``tls.key`` in
-``webhook_cert_dir`` (cert-manager, the OpenShift service CA), reloaded when they change.
+``self-managed``: the operator's own CA and serving certificate in a Secret of its namespace
+(``controller.certificates``), checked every ``certificate_check_period``: renewed before
+expiry, recreated when the Secret is deleted, the CA bundle written back into the webhook
+configurations when a re-apply lost it. ``mounted``: ``tls.crt``/``tls.key`` in
+``webhook_cert_dir`` (cert-manager, the OpenShift service CA, OLM), reloaded when they change.
+
+The command's default, ``--webhook-certs=auto``, is ``mounted`` when both files are in the
+directory when the process starts, as the reference always reads them (so the reference's
+installs, which mount them and grant no rights on Secrets or webhook configurations, work with
+this operator's image), and ``self-managed`` otherwise (``choose_mode``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import pathlib
 import ssl
@@ -18,8 +24,57 @@ from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates
 from deviceplugin_operator.kube import client, errors, resources
 from deviceplugin_operator.manager import options, startup
+from deviceplugin_operator.manager.options import CertificateMode
 
 log = logging.getLogger(__name__)
+
+
+CERT_NAME = "tls.crt"
+KEY_NAME = "tls.key"
+MODES = ("auto", "self-managed", "mounted")
+"""What ``--webhook-certs`` takes."""
+
+
+def choose_mode(requested: str, cert_dir: str | pathlib.Path) -> CertificateMode:
+    """The mode of ``--webhook-certs=requested``: an explicit ``self-managed`` or ``mounted``
+    as it is; ``auto`` is ``mounted`` when ``tls.crt`` and ``tls.key`` both exist in
+    ``cert_dir`` (a mounted Secret's files are symbolic links: followed), else
+    ``self-managed``."""
+    if requested not in MODES:
+        raise ValueError(f"unknown webhook certificate mode {requested!r}")
+    if requested != "auto":
+        return CertificateMode(requested, f"--webhook-certs={requested}")
+    directory = pathlib.Path(cert_dir)
+    found = [name for name in (CERT_NAME, KEY_NAME) if _is_file(directory / name)]
+    if len(found) == 2:
+        return CertificateMode(
+            "mounted",
+            f"{CERT_NAME} and {KEY_NAME} found in {directory} (--webhook-cert-dir); "
+            "--webhook-certs=self-managed makes the operator manage its own",
+            automatic=True,
+        )
+    if found:
+        (missing,) = {CERT_NAME, KEY_NAME} - set(found)
+        return CertificateMode(
+            "self-managed",
+            f"{found[0]} but no {missing} in {directory} (--webhook-cert-dir): not a mounted "
+            "pair; --webhook-certs=mounted insists on one",
+            automatic=True,
+            doubtful=True,
+        )
+    return CertificateMode(
+        "self-managed",
+        f"no {CERT_NAME} and {KEY_NAME} in {directory} (--webhook-cert-dir); "
+        "--webhook-certs=mounted insists on them",
+        automatic=True,
+    )
+
+
+def _is_file(path: pathlib.Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a directory the operator may not search: nothing mounted for it
+        return False
 
 
 def webhook_hosts(options: options.Options) -> tuple[str, ...]:
@@ -47,11 +102,25 @@ class WebhookCertificates:
         options = self.options
         context = server.tls_context(enable_http2=options.enable_http2)
         cert_dir = pathlib.Path(options.webhook_cert_dir)
+        choice = options.webhook_certs_choice or CertificateMode(
+            options.webhook_certs, f"--webhook-certs={options.webhook_certs}"
+        )
+        log.log(
+            logging.WARNING if choice.doubtful else logging.INFO,
+            "Webhook certificate: %s",
+            options.webhook_certs,
+            extra={"why": choice.reason},
+        )
         if options.webhook_certs == "mounted":
             mounted = server.MountedCertificates(cert_dir, context)
             if not mounted.reload_if_changed():
+                chosen = (
+                    "mounted, as --webhook-certs=auto found both files"
+                    if choice.automatic
+                    else "--webhook-certs=mounted"
+                )
                 raise startup.unusable_certificate(
-                    "webhook certificate (--webhook-certs=mounted)",
+                    f"webhook certificate ({chosen})",
                     cert_dir,
                     "tls.crt",
                     "tls.key",
@@ -77,6 +146,11 @@ class WebhookCertificates:
                     prefix + "validating-webhook-configuration",
                 ),
             ],
+            # Replicas read a new CA within a check period: trust the previous one far longer.
+            ca_overlap=max(
+                certificates.CA_OVERLAP,
+                datetime.timedelta(seconds=10 * options.certificate_check_period),
+            ),
         )
         self._self_managed = (self_managed, context, cert_dir)
         try:
