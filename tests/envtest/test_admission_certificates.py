@@ -16,7 +16,7 @@ import pathlib
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from cryptography import x509
 from clusters import TestCluster
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import certificates
-from deviceplugin_operator.kube import client
+from deviceplugin_operator.kube import client, resources
 from deviceplugin_operator.manifests import webhooks
 from localcluster import processes
 from polling import eventually_async
@@ -105,6 +105,7 @@ async def start_operator(
     mode: str,
     cert_dir: pathlib.Path | None = None,
     ca_bundle: bytes | None = None,
+    check_period: float = 10.0,
 ) -> tuple[Operator, client.HttpKubeClient]:
     cluster.install_crds(ROOT / "deployments/operator/crd/bases")
     suffix = uuid.uuid4().hex[:6]
@@ -134,6 +135,7 @@ async def start_operator(
         webhook_configuration_prefix=prefix,
         webhook_secret=SECRET,
         operator_namespace=namespace,
+        certificate_check_period=check_period,
     )
     config = settings.Settings(plugin_namespace=namespace, devices=("gpu",))
     mgr = manager.Manager(config, options, kube)
@@ -169,7 +171,8 @@ async def secret_bundle(cluster: TestCluster, namespace: str) -> certificates.Bu
     secret = await asyncio.to_thread(cluster.kubectl_json, "get", "secret", "-n", namespace, SECRET)
     data = secret["data"]
     return certificates.Bundle(
-        *(base64.b64decode(data[key]) for key in ("ca.crt", "ca.key", "tls.crt", "tls.key"))
+        *(base64.b64decode(data[key]) for key in ("ca.crt", "ca.key", "tls.crt", "tls.key")),
+        previous_ca=base64.b64decode(data.get(certificates.PREVIOUS_CA_KEY, "")),
     )
 
 
@@ -227,6 +230,120 @@ async def test_self_managed_certificates_work_from_an_empty_namespace_and_after_
     assert await self_managed.serial() == serial_of(renewed.cert)
     assert await ca_bundles(cluster, self_managed.prefix) == {
         base64.b64encode(first.ca_cert).decode()
+    }
+    assert await dry_run_admitted(cluster)
+
+
+async def patch_secret(cluster: TestCluster, namespace: str, **entries: bytes) -> None:
+    data = {
+        key.replace("_", "."): base64.b64encode(value).decode() for key, value in entries.items()
+    }
+    await kubectl(
+        cluster,
+        "patch",
+        "secret",
+        "-n",
+        namespace,
+        SECRET,
+        "--type=merge",
+        "-p",
+        json.dumps({"data": data}),
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def checked_by_hand(
+    cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Operator, client.HttpKubeClient]]:
+    """A self-managed operator whose periodic check never comes during a test: the test
+    decides when it checks."""
+    operator, kube = await start_operator(
+        cluster, tmp_path_factory, mode="self-managed", check_period=3600
+    )
+    try:
+        yield operator, kube
+    finally:
+        await stop_operator(cluster, operator, kube)
+
+
+async def test_a_secret_whose_key_does_not_match_is_repaired_and_admissions_work(
+    cluster: TestCluster, checked_by_hand: tuple[Operator, client.HttpKubeClient]
+) -> None:
+    operator, _ = checked_by_hand
+    first = await secret_bundle(cluster, operator.namespace)
+    await eventually_async(lambda: dry_run_admitted(cluster), timeout=30, what="admission")
+    stranger = certificates.issue(HOSTS, datetime.datetime.now(datetime.UTC))
+    await patch_secret(cluster, operator.namespace, tls_key=stranger.key)
+
+    await operator.manager.refresh_certificate()  # before: ssl.SSLError KEY_VALUES_MISMATCH
+
+    repaired = await secret_bundle(cluster, operator.namespace)
+    assert certificates.renewal(repaired, HOSTS, datetime.datetime.now(datetime.UTC)) is None
+    assert repaired.ca_cert == first.ca_cert
+    assert await operator.serial() == serial_of(repaired.cert)
+    assert await dry_run_admitted(cluster)
+
+
+@pytest.mark.parametrize("cause", ["ca.key lost", "Secret deleted"])
+async def test_a_new_ca_is_trusted_before_it_is_served_and_the_old_one_until_the_overlap_ends(
+    cluster: TestCluster, checked_by_hand: tuple[Operator, client.HttpKubeClient], cause: str
+) -> None:
+    operator, kube = checked_by_hand
+    first = await secret_bundle(cluster, operator.namespace)
+    await eventually_async(lambda: dry_run_admitted(cluster), timeout=30, what="admission")
+    # The next check of any replica makes a new CA.
+    if cause == "ca.key lost":
+        stranger = certificates.issue(HOSTS, datetime.datetime.now(datetime.UTC))
+        await patch_secret(cluster, operator.namespace, ca_key=stranger.ca_key)
+    else:
+        await kubectl(cluster, "delete", "secret", "-n", operator.namespace, SECRET)
+
+    def other_replica(
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> certificates.SelfManaged:
+        """What another replica's periodic check runs."""
+        return certificates.SelfManaged(
+            kube,
+            operator.namespace,
+            SECRET,
+            HOSTS,
+            [
+                (
+                    resources.MUTATING_WEBHOOK_CONFIGURATIONS,
+                    operator.prefix + webhooks.MUTATING_NAME,
+                ),
+                (
+                    resources.VALIDATING_WEBHOOK_CONFIGURATIONS,
+                    operator.prefix + webhooks.VALIDATING_NAME,
+                ),
+            ],
+            clock=clock,
+        )
+
+    await other_replica().ensure()
+
+    rotated = await secret_bundle(cluster, operator.namespace)
+    assert rotated.ca_cert != first.ca_cert
+    assert rotated.previous_ca == first.ca_cert
+    assert await ca_bundles(cluster, operator.prefix) == {
+        base64.b64encode(rotated.ca_cert + first.ca_cert).decode()
+    }
+    # This replica has not checked yet and still serves the certificate of the old CA: the
+    # API server still trusts it (before: only the new CA was in the bundle).
+    assert await operator.serial() == serial_of(first.cert)
+    assert await dry_run_admitted(cluster)
+
+    await operator.manager.refresh_certificate()
+    assert await operator.serial() == serial_of(rotated.cert)
+    # The bundle with the new CA was written before: only the API server's view may lag.
+    await eventually_async(lambda: dry_run_admitted(cluster), timeout=10, what="the new CA")
+
+    # After the overlap, the old CA leaves the Secret and the bundles; the new one is served.
+    later = datetime.datetime.now(datetime.UTC) + certificates.CA_OVERLAP
+    await other_replica(lambda: later).ensure()
+    assert (await secret_bundle(cluster, operator.namespace)).previous_ca == b""
+    assert await ca_bundles(cluster, operator.prefix) == {
+        base64.b64encode(rotated.ca_cert).decode()
     }
     assert await dry_run_admitted(cluster)
 

@@ -11,7 +11,21 @@ Every name a client may use is a subject alternative name (DNS names within the 
 253 characters and 63 per label, IP addresses as IP entries); the subject common name is a
 fixed short name, never a host. X.509 caps a common name at 64 characters, and the Service's
 full name with a long namespace is longer (``intel-deviceplugins-webhook-service.
-inteldeviceplugins-system.svc`` is 65); clients have matched SANs only for years.
+inteldeviceplugins-system.svc`` is 65); clients have matched SANs only for years. Names are
+compared as clients compare them: DNS names without case or a final dot, IP addresses by
+value (``FD00:0::1`` is ``fd00::1``).
+
+A stored Secret is checked whole, not only for expiry: a key that does not belong to its
+certificate, a serving certificate not signed by the stored CA, or anything that does not
+parse is repaired (a new serving certificate from the CA while the CA and its key are sound,
+else a new CA), instead of being served until the TLS library refuses it.
+
+A new CA (the old one near expiry, broken, or the Secret gone) is trusted before it is used:
+the CA bundle of the webhook configurations gets the new CA next to the previous one before
+the Secret holding the new pair is written, so replicas still serving a certificate of the
+previous CA (until their next check) keep being trusted. The previous CA stays in the Secret
+(``ca-previous.crt``) and in the bundle for ``ca_overlap`` after the new CA's start, or until
+it expires; then it is dropped from both.
 """
 
 from __future__ import annotations
@@ -37,6 +51,13 @@ log = logging.getLogger(__name__)
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVING_VALIDITY = datetime.timedelta(days=365)
+BACKDATE = datetime.timedelta(minutes=5)
+"""How far before their issue certificates start, for clocks slightly behind ours."""
+CA_OVERLAP = datetime.timedelta(hours=1)
+"""How long the previous CA stays trusted after a new one: every replica reads the Secret again
+within a check period (10 s by default); this leaves room for one slow to start or cut off."""
+PREVIOUS_CA_KEY = "ca-previous.crt"
+"""The Secret's key for the previous CA during an overlap."""
 RENEW_WHEN_LEFT = 1 / 3
 """Renew once less than this share of the serving certificate's lifetime is left."""
 SERVING_COMMON_NAME = "intel-deviceplugin-operator-webhook"
@@ -56,6 +77,23 @@ class Bundle:
     ca_key: bytes
     cert: bytes
     key: bytes
+    previous_ca: bytes = b""
+    """The CA this one replaced, still trusted during the overlap (empty otherwise)."""
+
+    def trusted(self) -> bytes:
+        """The CA bundle clients need: the CA, and the previous one during an overlap."""
+        return self.ca_cert + self.previous_ca
+
+
+@dataclasses.dataclass(frozen=True)
+class Renewal:
+    """Why stored certificates must be replaced, and how."""
+
+    why: str
+    new_ca: bool
+    """The CA itself must be replaced: unusable, or too close to its expiry."""
+    broken: bool
+    """Something was corrupt or inconsistent, not merely due."""
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -95,9 +133,18 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def canonical_host(host: str) -> str:
+    """``host`` as certificates name it and clients compare it: an IP address in its canonical
+    form (``FD00:0::1`` → ``fd00::1``), a DNS name in lower case without a final dot."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.removesuffix(".").lower()
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host`` cannot name a serving certificate, or None (an IP address always can)."""
-    return None if _is_ip(host) else dns_name_problem(host)
+    return None if _is_ip(host) else dns_name_problem(canonical_host(host))
 
 
 def service_hosts(
@@ -119,7 +166,7 @@ def _sans(hosts: Sequence[str]) -> list[x509.GeneralName]:
     from cryptography import x509  # noqa: PLC0415 - lazy: see above
 
     names: list[x509.GeneralName] = []
-    for host in hosts:
+    for host in dict.fromkeys(canonical_host(host) for host in hosts):
         if _is_ip(host):
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
             continue
@@ -172,7 +219,7 @@ def issue(
             .issuer_name(ca_name)
             .public_key(ca_key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_before(now - BACKDATE)
             .not_valid_after(now + CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
@@ -208,7 +255,7 @@ def issue(
         .issuer_name(signer_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + SERVING_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_serving_key_usage(), critical=True)
@@ -225,32 +272,143 @@ def issue(
 
 
 def needs_renewal(bundle: Bundle, hosts: Sequence[str], now: datetime.datetime) -> bool:
-    """Whether the serving certificate is near expiry, broken, or lacks one of ``hosts``."""
+    """Whether the certificates must be replaced (see ``renewal``)."""
+    return renewal(bundle, hosts, now) is not None
+
+
+def renewal(bundle: Bundle, hosts: Sequence[str], now: datetime.datetime) -> Renewal | None:
+    """Why ``bundle`` cannot be served as it is for ``hosts`` at ``now``, or None when it can:
+    anything unparsable, a key that does not belong to its certificate, a serving certificate
+    not issued by the CA, a host missing from its names, or an expiry too close."""
+    problem = _ca_problem(bundle, now)
+    if problem is not None:
+        return Renewal(problem[0], new_ca=True, broken=problem[1])
+    problem = _serving_problem(bundle, hosts, now)
+    if problem is not None:
+        return Renewal(problem[0], new_ca=False, broken=problem[1])
+    return None
+
+
+def _certificate(pem: bytes) -> x509.Certificate | None:
     from cryptography import x509  # noqa: PLC0415 - lazy: see above
 
     try:
-        cert = x509.load_pem_x509_certificate(bundle.cert)
-        ca = x509.load_pem_x509_certificate(bundle.ca_cert)
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
-        return True
-    present = {str(name.value) for name in sans}
-    if not set(hosts) <= present:
-        return True
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    left = cert.not_valid_after_utc - now
-    ca_left = ca.not_valid_after_utc - now
-    return left < lifetime * RENEW_WHEN_LEFT or ca_left < lifetime
-
-
-def _from_secret(secret: objects.JsonObject) -> Bundle | None:
-    data = secret.get("data") or {}
-    try:
-        return Bundle(
-            *(base64.b64decode(data[key]) for key in ("ca.crt", "ca.key", "tls.crt", "tls.key"))
-        )
-    except (KeyError, ValueError):
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
         return None
+
+
+def _private_key(pem: bytes) -> ec.EllipticCurvePrivateKey | None:
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - lazy: see above
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - lazy: see above
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - lazy: see above
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+def _belongs(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - lazy: see above
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - lazy: see above
+
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return False
+    der, info = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return public.public_bytes(der, info) == key.public_key().public_bytes(der, info)
+
+
+def _ca_problem(bundle: Bundle, now: datetime.datetime) -> tuple[str, bool] | None:
+    """Why the CA cannot sign the next serving certificate, and whether it is broken."""
+    ca = _certificate(bundle.ca_cert)
+    if ca is None:
+        return "ca.crt is not a PEM certificate", True
+    key = _private_key(bundle.ca_key)
+    if key is None:
+        return "ca.key is not a PEM ECDSA private key", True
+    if not _belongs(key, ca):
+        return "ca.key is not the key of ca.crt", True
+    if ca.not_valid_after_utc - now < SERVING_VALIDITY:
+        return "the CA expires within a serving certificate's lifetime", False
+    return None
+
+
+def _serving_problem(
+    bundle: Bundle, hosts: Sequence[str], now: datetime.datetime
+) -> tuple[str, bool] | None:
+    """Why the serving certificate must be issued again, and whether it is broken."""
+    from cryptography import x509  # noqa: PLC0415 - lazy: see above
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - lazy: see above
+
+    ca = _certificate(bundle.ca_cert)
+    cert = _certificate(bundle.cert)
+    if ca is None or cert is None:
+        return "tls.crt is not a PEM certificate", True
+    key = _private_key(bundle.key)
+    if key is None:
+        return "tls.key is not a PEM ECDSA private key", True
+    if not _belongs(key, cert):
+        return "tls.key is not the key of tls.crt", True
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return "tls.crt is not signed by ca.crt", True
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "tls.crt has no subject alternative names", True
+    present = {canonical_host(name) for name in sans.get_values_for_type(x509.DNSName)}
+    present |= {str(address) for address in sans.get_values_for_type(x509.IPAddress)}
+    missing = [host for host in hosts if canonical_host(host) not in present]
+    if missing:
+        return f"tls.crt does not name {', '.join(missing)}", False
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    if cert.not_valid_after_utc - now < lifetime * RENEW_WHEN_LEFT:
+        return "tls.crt is near its expiry", False
+    return None
+
+
+def _overlap_over(bundle: Bundle, now: datetime.datetime, overlap: datetime.timedelta) -> bool:
+    """Whether the previous CA need no longer be trusted: ``overlap`` has passed since the
+    current CA was made, or the previous one expired or does not parse."""
+    ca = _certificate(bundle.ca_cert)
+    previous = _certificate(bundle.previous_ca)
+    if ca is None or previous is None:
+        return True
+    made = ca.not_valid_before_utc + BACKDATE
+    return now >= made + overlap or previous.not_valid_after_utc <= now
+
+
+def _unexpired_certificate(pem: bytes, now: datetime.datetime) -> bytes:
+    """The first certificate in ``pem`` if it parses and has not expired, else nothing."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - lazy: see above
+
+    cert = _certificate(pem)
+    if cert is None or cert.not_valid_after_utc <= now:
+        return b""
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _from_secret(secret: objects.JsonObject) -> Bundle:
+    """The Secret's certificates and keys; an entry missing or not base64 reads as empty."""
+    data = secret.get("data") or {}
+
+    def value(key: str) -> bytes:
+        try:
+            return base64.b64decode(data.get(key) or "", validate=True)
+        except ValueError:
+            return b""
+
+    return Bundle(
+        ca_cert=value("ca.crt"),
+        ca_key=value("ca.key"),
+        cert=value("tls.crt"),
+        key=value("tls.key"),
+        previous_ca=value(PREVIOUS_CA_KEY),
+    )
 
 
 def _secret_data(bundle: Bundle) -> dict[str, str]:
@@ -260,6 +418,8 @@ def _secret_data(bundle: Bundle) -> dict[str, str]:
         "tls.crt": bundle.cert,
         "tls.key": bundle.key,
     }
+    if bundle.previous_ca:
+        values[PREVIOUS_CA_KEY] = bundle.previous_ca
     return {key: base64.b64encode(value).decode() for key, value in values.items()}
 
 
@@ -274,29 +434,97 @@ class SelfManaged:
     webhook_configurations: Sequence[tuple[resources.Resource, str]]
     """(Mutating/ValidatingWebhookConfiguration resource, name) whose caBundle is ours."""
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    ca_overlap: datetime.timedelta = CA_OVERLAP
+    """How long the previous CA stays trusted after a new one was made."""
     current: Bundle | None = None
+    reported: str | None = None
+    """The last problem logged, so that a repair that keeps failing is logged once."""
 
     async def ensure(self) -> Bundle:
-        """Read, create or renew the Secret; patch the CA bundles; return what to serve."""
+        """Read, create, renew or repair the Secret; make the CA bundles trust every CA in use;
+        return what to serve."""
         now = self.clock()
         try:
             secret = await self.kube.get(resources.SECRETS, self.secret_name, self.namespace)
         except errors.NotFound:
             secret = None
-        bundle = None if secret is None else _from_secret(secret)
-        if bundle is None or needs_renewal(bundle, self.hosts, now):
-            # Keep the CA across a renewal while it is valid, so clients that still have the
-            # old bundle trust the new serving certificate.
-            keep_ca = bundle is not None and not _ca_expiring(bundle, now)
-            fresh = issue(
-                self.hosts, now, (bundle.ca_cert, bundle.ca_key) if keep_ca and bundle else None
-            )
-            bundle = await self._store(secret, fresh)
-        await self._patch_ca_bundles(bundle.ca_cert)
+        stored = None if secret is None else _from_secret(secret)
+        due = (
+            Renewal("the Secret does not exist", new_ca=True, broken=False)
+            if stored is None
+            else renewal(stored, self.hosts, now)
+        )
+        if due is not None:
+            bundle = await self._replace(secret, stored, due, now)
+        else:
+            assert stored is not None
+            self.reported = None
+            bundle = stored
+            if stored.previous_ca and _overlap_over(stored, now, self.ca_overlap):
+                bundle = await self._store(
+                    secret,
+                    dataclasses.replace(stored, previous_ca=b""),
+                    "Dropped the previous webhook CA",
+                    "its overlap ended",
+                )
+        await self._patch_ca_bundles(bundle.trusted())
         self.current = bundle
         return bundle
 
-    async def _store(self, secret: objects.JsonObject | None, fresh: Bundle) -> Bundle:
+    async def _replace(
+        self,
+        secret: objects.JsonObject | None,
+        stored: Bundle | None,
+        due: Renewal,
+        now: datetime.datetime,
+    ) -> Bundle:
+        if due.broken and due.why != self.reported:
+            log.warning(
+                "Found a broken webhook certificate Secret; repairing it",
+                extra={"secret": self.secret_name, "why": due.why},
+            )
+            self.reported = due.why
+        if not due.new_ca and stored is not None:
+            # The CA stays, so clients with the current bundle trust the new certificate.
+            fresh = issue(self.hosts, now, (stored.ca_cert, stored.ca_key))
+            overlapping = stored.previous_ca and not _overlap_over(stored, now, self.ca_overlap)
+            fresh = dataclasses.replace(
+                fresh, previous_ca=stored.previous_ca if overlapping else b""
+            )
+            return await self._store(secret, fresh, "Renewed webhook certificate", due.why)
+        fresh = dataclasses.replace(
+            issue(self.hosts, now), previous_ca=await self._previous_ca(stored, now)
+        )
+        # Trusted before anyone serves it: the others load it from the Secret written next.
+        await self._patch_ca_bundles(fresh.trusted())
+        message = "Created webhook certificate Secret" if secret is None else "Replaced webhook CA"
+        return await self._store(secret, fresh, message, due.why)
+
+    async def _previous_ca(self, stored: Bundle | None, now: datetime.datetime) -> bytes:
+        """The CA that certificates still served were signed by: the stored one, else the one
+        this replica serves from, else the one the webhook configurations trust (the Secret
+        was deleted); nothing when none is a certificate still valid."""
+        for candidate in (stored, self.current):
+            if candidate is not None and (pem := _unexpired_certificate(candidate.ca_cert, now)):
+                return pem
+        for resource, name in self.webhook_configurations:
+            try:
+                configuration = await self.kube.get(resource, name)
+            except errors.NotFound:
+                continue
+            for webhook in configuration.get("webhooks") or []:
+                trusted = (webhook.get("clientConfig") or {}).get("caBundle") or ""
+                try:
+                    pem = _unexpired_certificate(base64.b64decode(trusted, validate=True), now)
+                except ValueError:
+                    continue
+                if pem:
+                    return pem
+        return b""
+
+    async def _store(
+        self, secret: objects.JsonObject | None, fresh: Bundle, message: str, why: str
+    ) -> Bundle:
         body: objects.JsonObject = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -311,19 +539,15 @@ class SelfManaged:
         try:
             if secret is None:
                 await self.kube.create(resources.SECRETS, body, self.namespace)
-                log.info("Created webhook certificate Secret", extra={"secret": self.secret_name})
             else:
                 body["metadata"]["resourceVersion"] = objects.resource_version(secret)
                 await self.kube.replace(resources.SECRETS, self.secret_name, body, self.namespace)
-                log.info("Renewed webhook certificate", extra={"secret": self.secret_name})
-            return fresh
         except (errors.AlreadyExists, errors.Conflict):
             # Another replica won the race: serve what it stored.
             stored = await self.kube.get(resources.SECRETS, self.secret_name, self.namespace)
-            winner = _from_secret(stored)
-            if winner is None:
-                raise
-            return winner
+            return _from_secret(stored)
+        log.info(message, extra={"secret": self.secret_name, "why": why})
+        return fresh
 
     async def _patch_ca_bundles(self, ca_pem: bytes) -> None:
         wanted = base64.b64encode(ca_pem).decode()
@@ -345,13 +569,3 @@ class SelfManaged:
             ]
             await self.kube.patch(resource, name, patch, patch_type=client.PatchType.JSON)
             log.info("Patched webhook CA bundle", extra={"configuration": name})
-
-
-def _ca_expiring(bundle: Bundle, now: datetime.datetime) -> bool:
-    from cryptography import x509  # noqa: PLC0415 - lazy: see above
-
-    try:
-        ca = x509.load_pem_x509_certificate(bundle.ca_cert)
-    except ValueError:
-        return True
-    return ca.not_valid_after_utc - now < SERVING_VALIDITY
