@@ -391,7 +391,11 @@ async def test_deleted_certificate_secret_is_recreated_and_bundle_repaired(
     await webhooked.manager.refresh_certificate()  # what the periodic check does
     secret = await kubectl_json(cluster, "get", "secret", "-n", OPERATOR_NAMESPACE, SECRET)
     assert await bundle() != before
-    assert await bundle() == secret["data"]["ca.crt"]
+    # The new CA first, the old one still trusted for the overlap (certificates.CA_OVERLAP):
+    # other replicas may serve a certificate of it until their next check.
+    new_ca, old_ca = (base64.b64decode(value) for value in (secret["data"]["ca.crt"], before))
+    assert base64.b64decode(secret["data"]["ca-previous.crt"]) == old_ca
+    assert base64.b64decode(await bundle()) == new_ca + old_ca
 
     # The apiserver trusts the new certificate: requests are still admitted and checked.
     async def admitted() -> bool:
