@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # BENCH_SIZE=quick (default, ~15 min) or full (hours)
 BENCH_SIZE ?= quick
 
-.PHONY: bench help venv binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image
+.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ cluster-down: venv ## Stop the local control plane and remove its state
 helm: venv ## Build (first time, ~2-4 min) or reuse helm for the chart tests
 	$(BIN)/python tools/helm.py
 
-test: binaries helm ## Unit tests and tests against a real local control plane
+system-packages: ## Debian packages for the image build and the real node (a no-op when present)
+	sh tools/system-packages.sh
+
+test: system-packages binaries helm ## Unit, envtest, compat and e2e tests against real local clusters
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy --strict, import-linter
@@ -49,7 +52,7 @@ lint: venv ## ruff, mypy --strict, import-linter
 demo: binaries ## Local cluster + CRDs + operator + every sample; waits for READY == DESIRED
 	$(BIN)/python tools/demo.py up --nodes $(NODES)
 
-demo-incluster: binaries ## Like demo, but the operator image runs as 2 pods on a real kubelet node
+demo-incluster: system-packages binaries ## Like demo, but the operator image runs as 2 pods on a real kubelet node
 	$(BIN)/python tools/demo.py up-incluster --nodes $(NODES)
 
 demo-down: venv ## Stop what make demo or make demo-incluster started
