@@ -24,10 +24,10 @@ if _ROOT not in sys.path:
 
 from bench import reference as bench_reference  # noqa: E402
 
+import operators  # noqa: E402
 from clusters import NODE_SPECS, TestCluster  # noqa: E402
 from compat.support import Reference, module_dir  # noqa: E402
 from localcluster import cluster as localcluster  # noqa: E402
-from reliability import fleet  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,4 +66,4 @@ def no_operator_left() -> Iterator[None]:
     """Whatever a test asserted, no operator process of ours it started outlives it (the
     reference's processes are stopped by the tests' own ``finally``)."""
     yield
-    fleet.kill_all()
+    operators.kill_all()

@@ -50,9 +50,10 @@ from compat.support import (
 from deviceplugin_operator.api import fpga as fpga_api
 from deviceplugin_operator.controller import election
 from localcluster import errors as cluster_errors
+from operators import Operator, start_operator
 from polling import eventually
 from reliability import fleet
-from reliability.test_leader_failover import overlapping_writes
+from reliability.audit import overlapping_writes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -455,8 +456,8 @@ class Compat:
             lease_namespace=NAMESPACE if leader else None,
         )
 
-    def start_this(self, tag: str, *extra: str) -> fleet.OperatorProcess:
-        process = fleet.start_operator(
+    def start_this(self, tag: str, *extra: str) -> Operator:
+        process = start_operator(
             self.kubeconfig(THIS_USER), NAMESPACE, self.workdir / f"this-{tag}.log", *extra
         )
         process.wait_logging()
@@ -743,7 +744,7 @@ def lease_holder(cluster: TestCluster) -> str:
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
-def identity_of(process: fleet.OperatorProcess) -> str | None:
+def identity_of(process: Operator) -> str | None:
     for record in fleet.log_records(process.log):
         if record.get("identity"):
             return str(record["identity"])
@@ -755,7 +756,7 @@ def test_one_lease_one_writer_and_the_leaders_death_hands_over(compat: Compat) -
     cluster = compat.cluster
     since = now()
     takeovers: dict[str, float] = {}
-    ours: fleet.OperatorProcess | None = None
+    ours: Operator | None = None
     running = compat.start_reference("leader-1", leader=True)
     try:
         eventually(lambda: lease_holder(cluster), timeout=60, what="the reference to lead")

@@ -28,6 +28,7 @@ from deviceplugin_operator.controller import backoff
 from deviceplugin_operator.kube import client
 from deviceplugin_operator.manifests import rbac, webhooks
 from localcluster import processes
+from operators import token_kubeconfig
 from polling import eventually_async
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
@@ -838,28 +839,15 @@ async def test_readiness_waits_for_the_mappings_to_be_listed(
         f"--clusterrole={role}",
         f"--serviceaccount={OPERATOR_NAMESPACE}:{account}",
     )
-    token = (
-        await kubectl(
-            cluster, "create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=1h"
+    kubeconfig = (
+        await asyncio.to_thread(
+            token_kubeconfig,
+            cluster,
+            account,
+            OPERATOR_NAMESPACE,
+            tmp_path / "account.kubeconfig",
         )
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]
-    kubeconfig = tmp_path / "account.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [server],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [
-                    {"name": account, "context": {"cluster": server["name"], "user": account}}
-                ],
-                "current-context": account,
-            }
-        )
-    )
+    ).path
     caplog.set_level(logging.WARNING, logger="deviceplugin_operator.controller.informer")
     kube = await client.connect(kubeconfig)
     config = settings.Settings(plugin_namespace=OPERATOR_NAMESPACE, devices=("fpga",))

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
-import signal
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -33,6 +30,7 @@ from deviceplugin_operator import devices
 from deviceplugin_operator.controller import election
 from deviceplugin_operator.manifests import rbac
 from localcluster import processes
+from operators import start_operator, token_kubeconfig
 from polling import eventually
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -345,26 +343,29 @@ class TestDefaultInstall:
         container = manager_container(install)
         webhook_port = processes.free_port()
         point_webhooks_at(cluster, webhook_port)
-        kubeconfig = account_kubeconfig(cluster, tmp_path, "controller-manager")
-        health, metrics = processes.free_port(), processes.free_port()
-        # The Deployment's arguments, then what differs on the host (the last flag wins).
-        args = [
-            *container["args"],
-            f"--kubeconfig={kubeconfig}",
-            f"--health-probe-bind-address=127.0.0.1:{health}",
-            f"--metrics-bind-address=127.0.0.1:{metrics}",
+        account = token_kubeconfig(
+            cluster,
+            PREFIX + "controller-manager",
+            NAMESPACE,
+            tmp_path / "controller-manager.kubeconfig",
+        )
+        # The Deployment's arguments and environment, then what differs on the host (the last
+        # flag wins): the kubeconfig, loopback ports, the certificate's host and directory.
+        log = tmp_path / "operator.log"
+        with start_operator(
+            account.path,
+            None,
+            log,
             "--webhook-host=127.0.0.1",
-            f"--webhook-port={webhook_port}",
             "--webhook-cert-hosts=127.0.0.1",
             f"--webhook-cert-dir={tmp_path / 'certs'}",
-        ]
-        log = tmp_path / "operator.log"
-        with running_operator(args, environment(container), log) as operator:
-            eventually(
-                lambda: http_status(f"http://127.0.0.1:{health}/readyz") == 200,
-                timeout=30,
-                what=f"the operator to be ready (log: {log})",
-            )
+            before=container["args"],
+            webhook_port=webhook_port,
+            env=environment(container),
+            verbosity=None,
+            log_format=None,
+        ) as operator:
+            eventually(operator.ready, timeout=60, what=f"the operator to be ready (log: {log})")
             cluster.kubectl("apply", "-k", str(OPERATOR / "samples"))
             wait_all_samples_ready(cluster)
 
@@ -376,10 +377,9 @@ class TestDefaultInstall:
                 assert {h["clientConfig"]["caBundle"] for h in hooks} == {secret["data"]["ca.crt"]}
             daemonsets = cluster.kubectl_json("get", "daemonsets", "-n", NAMESPACE)["items"]
             assert len(daemonsets) >= len(devices.KINDS)
-            assert_metrics_readable_with_the_reader_role(cluster, metrics)
+            assert_metrics_readable_with_the_reader_role(cluster, operator.metrics_port)
 
-            operator.send_signal(signal.SIGTERM)
-            assert operator.wait(timeout=30) == 0
+            assert operator.terminate(timeout=30) == 0
         text = log.read_text()
         assert "forbidden" not in text.lower(), text
         released = cluster.kubectl_json("get", "lease", "-n", NAMESPACE, election.LEASE_NAME)
@@ -430,33 +430,9 @@ def point_webhooks_at(cluster: TestCluster, port: int) -> None:
         cluster.kubectl("patch", kind, name, "--type=json", f"--patch={json.dumps(patch)}")
 
 
-def account_kubeconfig(cluster: TestCluster, directory: pathlib.Path, account: str) -> pathlib.Path:
-    """A kubeconfig with a token of ``<prefix><account>``, as the pod would mount."""
-    token = cluster.kubectl(
-        "create", "token", PREFIX + account, "-n", NAMESPACE, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [server],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": server["name"], "user": account}}],
-        "current-context": account,
-    }
-    path = directory / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def environment(container: Mapping[str, Any]) -> dict[str, str]:
     """The container's env with its fieldRefs resolved as the kubelet would."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DEVICEPLUGIN_", "POD_", "KUBECONFIG"))
-    }
+    env = {}
     for variable in container["env"]:
         if "value" in variable:
             env[variable["name"]] = variable["value"]
@@ -465,23 +441,6 @@ def environment(container: Mapping[str, Any]) -> dict[str, str]:
         assert field == "metadata.namespace", variable
         env[variable["name"]] = NAMESPACE
     return env
-
-
-@contextlib.contextmanager
-def running_operator(
-    args: Sequence[str], env: Mapping[str, str], log: pathlib.Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    command = pathlib.Path(sys.executable).parent / "deviceplugin-operator"
-    with log.open("wb") as output:
-        operator = subprocess.Popen(
-            [str(command), "run", *args], stdout=output, stderr=subprocess.STDOUT, env=dict(env)
-        )
-        try:
-            yield operator
-        finally:
-            if operator.poll() is None:
-                operator.kill()
-                operator.wait(timeout=10)
 
 
 def http_status(url: str, token: str | None = None) -> int | None:

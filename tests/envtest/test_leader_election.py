@@ -4,7 +4,10 @@ over at once, a killed leader is replaced after the lease duration, and a leader
 overwritten stops its workers at once, stays up (no crash loop) and leads again once the
 Lease is free.
 
-Takeover times are measured and attached to the test report (``record_property``).
+What proves each handover is the order of the Lease's holders as a watch saw them (released,
+then taken; or waited out, no earlier than the lease duration after the last renewal) and why
+a leader says it stopped, not how long it took: a loaded 2-core machine only makes things
+slower. Takeover times are measured and attached to the test report (``record_property``).
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
-import os
+import datetime
+import logging
 import pathlib
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +30,7 @@ from clusters import TestCluster
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import election
 from deviceplugin_operator.kube import client, errors, objects, resources
+from operators import Operator, start_operator
 from polling import eventually, eventually_async
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
@@ -84,6 +87,78 @@ async def holder(observer: client.HttpKubeClient, namespace: str) -> str | None:
     except errors.NotFound:
         return None
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """One version of the Lease as a watch saw it."""
+
+    holder: str
+    acquired: datetime.datetime | None
+    renewed: datetime.datetime | None
+    duration: int
+
+
+def _micro(stamp: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+@contextlib.asynccontextmanager
+async def lease_history(
+    observer: client.HttpKubeClient, namespace: str
+) -> AsyncIterator[list[Term]]:
+    """Every version of the Lease written while the block runs, in order (a watch sees each
+    write: the order of holders is what proves a handover's cause, not how long it took)."""
+    seen: list[Term] = []
+
+    async def watch() -> None:
+        stream = observer.watch(
+            resources.LEASES,
+            namespace,
+            field_selector=f"metadata.name={election.LEASE_NAME}",
+            timeout_seconds=600,
+        )
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if event.type not in (
+                    client.WatchEventType.ADDED,
+                    client.WatchEventType.MODIFIED,
+                ):
+                    continue  # bookmarks carry no spec
+                spec = event.object.get("spec") or {}
+                term = Term(
+                    str(spec.get("holderIdentity") or ""),
+                    _micro(spec.get("acquireTime")),
+                    _micro(spec.get("renewTime")),
+                    int(spec.get("leaseDurationSeconds") or 0),
+                )
+                if not seen or seen[-1] != term:
+                    seen.append(term)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def holders(history: list[Term]) -> list[str]:
+    """The holders in the order they held the Lease, repeats (renewals) folded."""
+    order: list[str] = []
+    for term in history:
+        if not order or order[-1] != term.holder:
+            order.append(term.holder)
+    return order
+
+
+def lost_lease_reasons(records: list[dict[str, Any]], identity: str) -> list[str]:
+    return [
+        str(r.get("why"))
+        for r in records
+        if r.get("msg") == "Lost Lease" and r.get("identity") == identity
+    ]
 
 
 # In-process replicas -------------------------------------------------------------------------
@@ -177,7 +252,7 @@ async def test_exactly_one_replica_leads_and_only_its_client_writes(
         async def renewed() -> bool:
             return leader.election_kube.requests["update"] > 0
 
-        await eventually_async(renewed, timeout=5, what="a renewal")
+        await eventually_async(renewed, timeout=30, what="a renewal")
 
 
 async def test_graceful_stop_releases_and_the_follower_takes_over_at_once(
@@ -191,21 +266,31 @@ async def test_graceful_stop_releases_and_the_follower_takes_over_at_once(
         leader = await elected(observer, namespace, running)
         (follower,) = [r for r in running if r is not leader]
 
-        stopped = time.monotonic()
-        leader.stop.set()
-        await leader.task
+        async with lease_history(observer, namespace) as history:
+            await eventually_async(lambda: _seen(history), timeout=30, what="the Lease watched")
+            stopped = time.monotonic()
+            leader.stop.set()
+            await leader.task
 
-        async def took_over() -> bool:
-            return await holder(observer, namespace) == follower.identity
+            async def took_over() -> bool:
+                return await holder(observer, namespace) == follower.identity
 
-        await eventually_async(took_over, timeout=10, interval=0.01, what="the takeover")
-        takeover = time.monotonic() - stopped
-        await eventually_async(lambda: _working(follower), timeout=10, interval=0.01)
-        working = time.monotonic() - stopped
+            await eventually_async(took_over, timeout=60, interval=0.01, what="the takeover")
+            takeover = time.monotonic() - stopped
+            await eventually_async(lambda: _working(follower), timeout=60, interval=0.01)
+            working = time.monotonic() - stopped
+            await eventually_async(
+                lambda: _seen(history, follower.identity), timeout=30, what="the new holder"
+            )
         record_property("graceful_takeover_seconds", round(takeover, 3))
         record_property("graceful_takeover_to_workers_seconds", round(working, 3))
 
-        assert takeover < 1.5
+        # Handed over, not waited out: the leader released the Lease (empty holder, as
+        # client-go writes it) and the follower took the released Lease, never an expired one
+        # of the leader. The time it took is recorded, not bounded.
+        assert holders(history)[-3:] == [leader.identity, "", follower.identity], history
+        released = next(t for t in history if t.holder == "")
+        assert released.duration == 1, released
         # The new leader writes: a spec change reaches the DaemonSet through it.
         before = writes(follower.kube)
         await observer.patch(GPU_PLUGINS, objects.name(gpu_plugin), {"spec": {"logLevel": 4}})
@@ -220,13 +305,19 @@ async def _working(replica: Replica) -> bool:
     return replica.manager.working
 
 
+async def _seen(history: list[Term], holder: str | None = None) -> bool:
+    return any(holder is None or term.holder == holder for term in history)
+
+
 async def test_overwritten_lease_stops_the_leaders_workers_at_once(
     cluster: TestCluster,
     namespace: str,
     observer: client.HttpKubeClient,
     gpu_plugin: objects.JsonObject,
     record_property: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="deviceplugin_operator.controller.election")
     async with replicas(cluster, namespace, 1) as running:
         (leader,) = running
         await elected(observer, namespace, running)
@@ -240,10 +331,17 @@ async def test_overwritten_lease_stops_the_leaders_workers_at_once(
         async def stopped_working() -> bool:
             return not leader.manager.working
 
-        await eventually_async(stopped_working, timeout=2, interval=0.005)
+        await eventually_async(stopped_working, timeout=60, interval=0.005)
         stopped = time.monotonic() - overwritten
         record_property("overwrite_to_stopped_workers_seconds", round(stopped, 3))
-        assert stopped < 1.0
+        # Stopped because it saw the other holder (the watch woke it, or its next renewal read
+        # it), not because its renew deadline ran out; and before it could lead again.
+        lost = [
+            r.__dict__.get("why")
+            for r in caplog.records
+            if r.getMessage() == "Lost Lease" and r.__dict__.get("identity") == leader.identity
+        ]
+        assert lost[-1:] == ["the Lease is held by intruder"], lost
         assert await holder(observer, namespace) == "intruder"
         assert not leader.task.done()  # no exit: it campaigns again
 
@@ -251,75 +349,41 @@ async def test_overwritten_lease_stops_the_leaders_workers_at_once(
         async def leads_again() -> bool:
             return await holder(observer, namespace) == leader.identity and leader.manager.working
 
-        await eventually_async(leads_again, timeout=15, what="the replica to lead again")
+        await eventually_async(leads_again, timeout=60, what="the replica to lead again")
         record_property(
             "overwrite_to_leading_again_seconds", round(time.monotonic() - overwritten, 3)
         )
 
 
 # Processes -----------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    log: pathlib.Path
-
-    def records(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                found.append(json.loads(line))
-        return found
-
-    def identity(self) -> str | None:
-        for record in self.records():
-            if record.get("msg") == "Attempting to acquire Lease":
-                return str(record["identity"])
-        return None
+PROCESS_TIMING = (
+    "--leader-elect-lease-duration=3s",
+    "--leader-elect-renew-deadline=2s",
+    "--leader-elect-retry-period=500ms",
+)
 
 
 @pytest.fixture
-def operators(
-    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, crds: None
-) -> Iterator[list[Process]]:
-    """Starts ``deviceplugin-operator run --leader-elect`` processes on demand (append)."""
-    started: list[Process] = []
-    yield started
-    for process in started:
-        if process.popen.poll() is None:
-            process.popen.kill()
-        process.popen.wait(timeout=30)
+def started(crds: None) -> Iterator[list[Operator]]:
+    """``deviceplugin-operator run --leader-elect`` processes of a test (append), killed after."""
+    processes: list[Operator] = []
+    yield processes
+    for process in processes:
+        process.kill()
 
 
-def start_operator(
-    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, started: list[Process]
-) -> Process:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DEVICEPLUGIN_NAMESPACE", "POD_NAMESPACE", "KUBECONFIG")
-    }
-    log = tmp_path / f"operator-{len(started)}.log"
-    argv = [
-        str(ROOT / ".venv" / "bin" / "deviceplugin-operator"),
-        "run",
-        f"--kubeconfig={cluster.kubeconfig}",
-        "--leader-elect",
-        f"--leader-elect-namespace={namespace}",
-        "--leader-elect-lease-duration=3s",
-        "--leader-elect-renew-deadline=2s",
-        "--leader-elect-retry-period=500ms",
-        f"--deviceplugin-namespace={namespace}",
-        "--devices=gpu",
-        "--metrics-bind-address=127.0.0.1:0",
-        "--health-probe-bind-address=127.0.0.1:0",
-        "--webhook-port=0",
-        "--log-format=json",
-    ]
-    with log.open("wb") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    process = Process(popen, log)
+def start_elector(
+    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, started: list[Operator]
+) -> Operator:
+    process = start_operator(
+        cluster.kubeconfig,
+        namespace,
+        tmp_path / f"operator-{len(started)}.log",
+        devices=("gpu",),
+        leader_elect=PROCESS_TIMING,
+    )
     started.append(process)
-    eventually(process.identity, timeout=30, what=f"operator {len(started)} to start")
+    eventually(process.identity, timeout=60, what=f"operator {len(started)} to campaign")
     return process
 
 
@@ -328,49 +392,71 @@ async def test_processes_take_over_after_kill_and_sigterm_and_survive_a_lost_lea
     namespace: str,
     tmp_path: pathlib.Path,
     observer: client.HttpKubeClient,
-    operators: list[Process],
+    started: list[Operator],
     record_property: Any,
 ) -> None:
-    def start() -> Process:
-        return start_operator(cluster, namespace, tmp_path, operators)
+    def start() -> Operator:
+        return start_elector(cluster, namespace, tmp_path, started)
 
     first, second = await asyncio.to_thread(start), await asyncio.to_thread(start)
 
-    async def leader() -> Process | None:
+    async def leader() -> Operator | None:
         identity = await holder(observer, namespace)
         return next((p for p in (first, second) if p.identity() == identity), None)
 
-    killed = await eventually_async(leader, timeout=30, what="a process to lead")
+    killed = await eventually_async(leader, timeout=60, what="a process to lead")
     survivor = second if killed is first else first
+    killed_identity, survivor_identity = killed.identity(), survivor.identity()
 
-    # kill -9: no release; the survivor waits out the lease it last saw renewed.
-    killed.popen.send_signal(signal.SIGKILL)
-    t0 = time.monotonic()
+    async with lease_history(observer, namespace) as history:
+        await eventually_async(lambda: _seen(history), timeout=30, what="the Lease watched")
+        # kill -9: no release; the survivor waits out the lease it last saw renewed.
+        t0 = time.monotonic()
+        killed.popen.send_signal(signal.SIGKILL)
 
-    async def survivor_leads() -> bool:
-        return await holder(observer, namespace) == survivor.identity()
+        async def survivor_leads() -> bool:
+            return await holder(observer, namespace) == survivor_identity
 
-    await eventually_async(survivor_leads, timeout=20, interval=0.05, what="takeover after kill")
-    after_kill = time.monotonic() - t0
+        await eventually_async(survivor_leads, timeout=60, interval=0.05, what="takeover")
+        after_kill = time.monotonic() - t0
+        await eventually_async(
+            lambda: _seen(history, survivor_identity), timeout=30, what="the survivor's term"
+        )
     record_property("kill_takeover_seconds", round(after_kill, 3))
-    # Lease 3 s from the follower's last sight of a renewal (at most 0.5 s before the kill
-    # plus its own attempt period of up to 1.1 s), then up to one more attempt.
-    assert 3 - 0.5 - 1.1 <= after_kill <= 3 + 2 * 1.1 + 1.0
+    # Waited out, never released: the killed leader's last term went straight to the survivor,
+    # acquired no earlier than the lease duration after the killed leader's last renewal (the
+    # survivor counts it from when it saw that renewal, which came after its renewTime). The
+    # time it took is recorded, not bounded above.
+    assert holders(history)[-2:] == [killed_identity, survivor_identity], history
+    last = [t for t in history if t.holder == killed_identity][-1]
+    taken = next(t for t in history if t.holder == survivor_identity)
+    assert last.renewed is not None
+    assert taken.acquired is not None
+    assert taken.acquired - last.renewed >= datetime.timedelta(seconds=last.duration), (
+        last,
+        taken,
+    )
 
-    # SIGTERM: the survivor releases; a fresh third process takes over within a second.
+    # SIGTERM: the survivor releases; a fresh third process takes the released Lease.
     third = await asyncio.to_thread(start)
-    survivor.popen.send_signal(signal.SIGTERM)
-    t0 = time.monotonic()
+    third_identity = third.identity()
+    async with lease_history(observer, namespace) as history:
+        await eventually_async(lambda: _seen(history), timeout=30, what="the Lease watched")
+        t0 = time.monotonic()
+        survivor.popen.send_signal(signal.SIGTERM)
 
-    async def third_leads() -> bool:
-        return await holder(observer, namespace) == third.identity()
+        async def third_leads() -> bool:
+            return await holder(observer, namespace) == third_identity
 
-    await eventually_async(third_leads, timeout=10, interval=0.02, what="takeover after SIGTERM")
-    after_term = time.monotonic() - t0
+        await eventually_async(third_leads, timeout=60, interval=0.02, what="takeover")
+        after_term = time.monotonic() - t0
+        await eventually_async(
+            lambda: _seen(history, third_identity), timeout=30, what="the third's term"
+        )
     record_property("sigterm_takeover_seconds", round(after_term, 3))
-    assert after_term < 1.5
-    assert await asyncio.to_thread(survivor.popen.wait, 30) == 0
-    assert any(r.get("msg") == "Released Lease" for r in survivor.records())
+    assert holders(history)[-3:] == [survivor_identity, "", third_identity], history
+    assert await asyncio.to_thread(survivor.popen.wait, 60) == 0
+    assert "Released Lease" in survivor.messages()
 
     # Another identity overwrites the Lease: the leader stops reconciling at once but does not
     # exit (no crash loop, webhooks keep serving) and leads again once the intruder's lease
@@ -381,13 +467,13 @@ async def test_processes_take_over_after_kill_and_sigterm_and_survive_a_lost_lea
     t0 = time.monotonic()
 
     async def lost_and_led_again() -> bool:
-        messages = [r.get("msg") for r in third.records()]
         return (
-            "Stopped reconciling: leader election lost; campaigning again" in messages
-            and await holder(observer, namespace) == third.identity()
+            "Stopped reconciling: leader election lost; campaigning again" in third.messages()
+            and await holder(observer, namespace) == third_identity
         )
 
-    await eventually_async(lost_and_led_again, timeout=20, what="the leader to lead again")
+    await eventually_async(lost_and_led_again, timeout=60, what="the leader to lead again")
     record_property("overwrite_to_leading_again_seconds", round(time.monotonic() - t0, 3))
-    assert third.popen.poll() is None
-    assert "Lost Lease" in [r.get("msg") for r in third.records()]
+    assert third.alive
+    lost = lost_lease_reasons(third.records(), str(third_identity))
+    assert lost[-1:] == ["the Lease is held by intruder"], lost

@@ -2,9 +2,8 @@
 exits (1 for what the cluster or host refuses, 2 for a bad flag) and its last line names the
 cause and the fix, without a traceback.
 
-The operator runs as the real command in a child process (the reliability suite's
-``start_operator``); a ServiceAccount without any binding gets its kubeconfig from the same
-suite's ``token_kubeconfig``.
+The operator runs as the real command in a child process (``operators.start_operator``); a
+ServiceAccount without any binding gets its kubeconfig from ``operators.token_kubeconfig``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import pytest
 
 from clusters import TestCluster
 from localcluster import processes
-from reliability import _support_part2 as support
+from operators import Operator, start_operator, token_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -31,24 +30,24 @@ def crds(cluster: TestCluster) -> None:
 
 
 @pytest.fixture
-def exits() -> Iterator[list[support.Operator]]:
+def exits() -> Iterator[list[Operator]]:
     """Operators started by a test, killed if one is still running at its end."""
-    started: list[support.Operator] = []
+    started: list[Operator] = []
     yield started
     for operator in started:
         operator.kill()
 
 
 def failure(
-    started: list[support.Operator],
+    started: list[Operator],
     kubeconfig: pathlib.Path,
     namespace: str,
     log: pathlib.Path,
     *extra: str,
 ) -> tuple[int, str, str]:
     """(exit status, last line, whole output) of an operator that must not start."""
-    operator = support.start_operator(
-        kubeconfig, namespace, log, *extra, device_names=["gpu"], log_format="text"
+    operator = start_operator(
+        kubeconfig, namespace, log, *extra, devices=["gpu"], log_format="text"
     )
     started.append(operator)
     status = operator.popen.wait(timeout=60)
@@ -62,7 +61,7 @@ def assert_one_line(text: str) -> None:
 
 
 def test_a_missing_namespace(
-    cluster: TestCluster, crds: None, tmp_path: pathlib.Path, exits: list[support.Operator]
+    cluster: TestCluster, crds: None, tmp_path: pathlib.Path, exits: list[Operator]
 ) -> None:
     missing = f"missing-{uuid.uuid4().hex[:8]}"
     status, last, text = failure(exits, cluster.kubeconfig, missing, tmp_path / "log")
@@ -77,12 +76,11 @@ def test_rbac_denied(
     crds: None,
     namespace: str,
     tmp_path: pathlib.Path,
-    exits: list[support.Operator],
+    exits: list[Operator],
 ) -> None:
     cluster.kubectl("create", "serviceaccount", "unbound", "-n", namespace)
-    token = cluster.kubectl("create", "token", "unbound", "-n", namespace).stdout.strip()
-    kubeconfig = support.token_kubeconfig(cluster, token, tmp_path / "unbound.kubeconfig")
-    status, last, text = failure(exits, kubeconfig, namespace, tmp_path / "log")
+    unbound = token_kubeconfig(cluster, "unbound", namespace, tmp_path / "unbound.kubeconfig")
+    status, last, text = failure(exits, unbound.path, namespace, tmp_path / "log")
     user = f"system:serviceaccount:{namespace}:unbound"
     assert status == 1
     assert last.endswith(
@@ -94,9 +92,11 @@ def test_rbac_denied(
 
 
 def test_an_unreachable_api_server(
-    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, exits: list[support.Operator]
+    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, exits: list[Operator]
 ) -> None:
-    kubeconfig = support.token_kubeconfig(cluster, "unused", tmp_path / "closed.kubeconfig")
+    kubeconfig = token_kubeconfig(
+        cluster, "unused", namespace, tmp_path / "closed.kubeconfig", token="unused"
+    ).path
     config = json.loads(kubeconfig.read_text())
     closed = f"https://127.0.0.1:{processes.free_port()}"
     config["clusters"][0]["cluster"]["server"] = closed
@@ -110,7 +110,7 @@ def test_an_unreachable_api_server(
 
 
 def test_a_bad_flag(
-    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, exits: list[support.Operator]
+    cluster: TestCluster, namespace: str, tmp_path: pathlib.Path, exits: list[Operator]
 ) -> None:
     status, last, text = failure(
         exits, cluster.kubeconfig, namespace, tmp_path / "log", "--webhook-port=70000"
@@ -128,7 +128,7 @@ def test_an_unusable_mounted_certificate(
     crds: None,
     namespace: str,
     tmp_path: pathlib.Path,
-    exits: list[support.Operator],
+    exits: list[Operator],
 ) -> None:
     certs = tmp_path / "certs"
     certs.mkdir()

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+import operators
 from clusters import NODE_SPECS, TestCluster
 from localcluster import cluster as localcluster
-from reliability import fleet
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRDS = ROOT / "deployments/operator/crd/bases"
@@ -38,8 +38,10 @@ def crds(cluster: TestCluster) -> None:
     cluster.install_crds(CRDS)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def no_operator_left() -> Iterator[None]:
-    """Whatever a test asserted, no operator process it started outlives it."""
+    """Whatever a module's tests asserted, no operator process they or its fixtures started
+    outlives the module (module scope: the webhook scenarios share one operator, restarted
+    in place, between their tests)."""
     yield
-    fleet.kill_all()
+    operators.kill_all()

@@ -1,30 +1,34 @@
-"""What the reliability scenarios share: operator processes, resource churn, and the check
-that the cluster converged to exactly what the resources ask for.
+"""What the reliability scenarios share: resource churn, the check that the cluster converged to
+exactly what the resources ask for, and the scenarios' figures. The operator processes are
+``tests/operators.py``'s.
 
 ``converged`` is the judge of "nothing lost": for every resource of the run, exactly one
 DaemonSet owned by it (by UID), equal on every rendered field to what the renderer makes of
 the resource's current spec, and a status computed from the current generation that agrees
-with the DaemonSet's counts; and no DaemonSet of the run whose owner is gone.
+with the DaemonSet's counts; and no DaemonSet of the run whose owner is gone. Its positive
+control: the resources it checked must be exactly those the churn says exist (so a list that
+silently came back empty, or a churn whose writes all failed, cannot pass), and the churn
+counts every write the API server refused, failing the scenario on any it did not expect.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 import pathlib
 import random
-import signal
 import statistics
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import yaml
 
+import operators
 from deviceplugin_operator import devices, settings
 from deviceplugin_operator.reconcile import daemonset, drift
 from localcluster import errors as cluster_errors
@@ -32,9 +36,18 @@ from localcluster import http
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "deployments" / "operator" / "samples"
-OPERATOR = ROOT / ".venv" / "bin" / "deviceplugin-operator"
 RUN_LABEL = "reliability.test/run"
 GROUP_PATH = "/apis/deviceplugin.intel.com/v1"
+
+
+# The operators' logs, read as the scenarios (and the compatibility suite) do.
+log_records = operators.log_records
+tracebacks = operators.tracebacks
+
+
+def int_env(name: str, default: int) -> int:
+    """A size knob: ``name`` from the environment (nightly runs), else ``default``."""
+    return int(os.environ.get(name) or default)
 
 
 def iterations(default: int) -> int:
@@ -55,107 +68,46 @@ def plural_path(kind: devices.DeviceKind[Any], name: str | None = None) -> str:
     return path if name is None else f"{path}/{name}"
 
 
-# The operator as a process ---------------------------------------------------------------------
-@dataclasses.dataclass
-class OperatorProcess:
-    popen: subprocess.Popen[bytes]
-    log: pathlib.Path
-    started: float
-    log_offset: int = 0
-
-    def wait_logging(self, timeout: float = 30.0) -> None:
-        """Until the process wrote its first log line (Python and the imports are loaded)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.popen.poll() is None:
-            if self.log.stat().st_size > self.log_offset:
-                return
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        """kill -9: no chance to finish a write, release a lease or flush anything."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def terminate(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def start_operator(
-    kubeconfig: pathlib.Path,
-    namespace: str,
-    log: pathlib.Path,
-    *extra: str,
-    devices_enabled: Sequence[str] = (),
-) -> OperatorProcess:
-    argv = [
-        str(OPERATOR),
-        "run",
-        f"--kubeconfig={kubeconfig}",
-        f"--deviceplugin-namespace={namespace}",
-        "--metrics-bind-address=127.0.0.1:0",
-        "--health-probe-bind-address=127.0.0.1:0",
-        "--webhook-port=0",
-        "--log-format=json",
-        *(f"--devices={name}" for name in devices_enabled),
-        *extra,
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_SHA")}
-    env.pop("DEVICEPLUGIN_SECRET", None)
-    offset = log.stat().st_size if log.exists() else 0
-    with log.open("ab") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    started = OperatorProcess(popen, log, time.monotonic(), offset)
-    STARTED.append(started)
-    return started
-
-
-STARTED: list[OperatorProcess] = []
-"""Every operator process started, so that a failing test leaves none running."""
-
-
-def kill_all() -> None:
-    for process in STARTED:
-        if process.popen.poll() is None:
-            process.popen.kill()
-            process.popen.wait(timeout=10)
-    STARTED.clear()
-
-
-def log_records(log: pathlib.Path) -> list[dict[str, Any]]:
-    records = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            records.append({"level": "RAW", "message": line})
-    return records
-
-
-def tracebacks(log: pathlib.Path) -> list[str]:
-    """Lines that show an unhandled exception (never expected, whatever was injected)."""
-    text = log.read_text(errors="replace")
-    return [line for line in text.splitlines() if "Traceback" in line or '"exc_info"' in line]
-
-
 # Resource churn --------------------------------------------------------------------------------
+Key = tuple[str, str]
+"""(kind name, resource name), e.g. ("gpu", "rel-abc123-0")."""
+
+EXPECTED_REFUSALS: dict[tuple[str, int], str] = {
+    ("delete", 404): "deleting a name of the pool that does not exist",
+    ("update", 409): "the operator wrote the status between the churn's read and its write",
+}
+"""What the API server may answer a write of the churn in any scenario, and why."""
+
+OUTAGE = 0
+"""The status recorded for a request that got no answer (the API server down)."""
+
+
 @dataclasses.dataclass
 class Churn:
     """Creates, updates and deletes resources of every kind from a small pool of names, from
-    a thread, until stopped. Every call that failed for lack of an apiserver is retried by the
-    next step; the truth is what the apiserver holds at the end."""
+    a thread, until stopped.
+
+    Every answer is counted by (action, status). Refusals in ``EXPECTED_REFUSALS`` are normal;
+    with ``outages`` (a scenario that stops the API server) requests without an answer, 429 and
+    5xx are too; anything else is ``unexpected`` and fails the scenario. ``exists`` is what the
+    churn knows it left: a name whose last write got no answer is ``uncertain`` until a later
+    step on it (or ``expected``) finds out.
+    """
 
     api: http.ApiClient
     run: str
     names_per_kind: int = 2
     seed: int = 0
+    outages: bool = False
     operations: int = 0
-    failures: int = 0
+    """Writes the API server carried out."""
+    outcomes: collections.Counter[tuple[str, int]] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    unexpected: list[str] = dataclasses.field(default_factory=list)
+    exists: set[Key] = dataclasses.field(default_factory=set)
+    uncertain: set[Key] = dataclasses.field(default_factory=set)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     _running: threading.Event = dataclasses.field(default_factory=threading.Event)
     _idle: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -180,23 +132,64 @@ class Churn:
             "spec": spec,
         }
 
+    @property
+    def failures(self) -> int:
+        """Writes not carried out (expected or not)."""
+        return sum(
+            n
+            for (action, status), n in self.outcomes.items()
+            if status not in (200, 201, 202) and action != "resolved-by-get"
+        )
+
+    def _tolerated(self, action: str, status: int) -> bool:
+        if (action, status) in EXPECTED_REFUSALS:
+            return True
+        return self.outages and (status in (OUTAGE, 429) or status >= 500)
+
+    def _record(self, key: Key, action: str, status: int, answer: bytes = b"") -> None:
+        with self._lock:
+            self.outcomes[(action, status)] += 1
+            if status in (200, 201, 202):
+                self.operations += 1
+                self.uncertain.discard(key)
+                (self.exists.discard if action == "delete" else self.exists.add)(key)
+            elif action == "delete" and status == 404:
+                self.uncertain.discard(key)
+                self.exists.discard(key)
+            elif status == OUTAGE or status >= 500:
+                self.uncertain.add(key)  # it may have been carried out
+            if status not in (200, 201, 202) and not self._tolerated(action, status):
+                self.unexpected.append(
+                    f"{action} {key[0]}/{key[1]}: {status or 'no answer'} {answer[:200]!r}"
+                )
+
     def step(self, rng: random.Random) -> None:
         kind, name = rng.choice(self.pool())
+        key = (kind.name, name)
         action = rng.choices(("create", "update", "delete"), weights=(4, 4, 2))[0]
         try:
             if action == "delete":
-                self.api.request("DELETE", plural_path(kind, name))
+                status, answer = self.api.request("DELETE", plural_path(kind, name))
             else:
                 current = self.api.get(plural_path(kind, name))
                 body = self.body(kind, name, rng)
                 if current is None:
-                    self.api.request("POST", plural_path(kind), body)
+                    with self._lock:
+                        self.uncertain.discard(key)
+                        self.exists.discard(key)
+                    action = "create"
+                    status, answer = self.api.request("POST", plural_path(kind), body)
                 else:
+                    with self._lock:
+                        self.uncertain.discard(key)
+                        self.exists.add(key)
+                    action = "update"
                     body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                    self.api.request("PUT", plural_path(kind, name), body)
-            self.operations += 1
-        except cluster_errors.ClusterError:
-            self.failures += 1
+                    status, answer = self.api.request("PUT", plural_path(kind, name), body)
+        except cluster_errors.ClusterError as error:
+            # No answer, or an answer to the read other than 200/404.
+            status, answer = OUTAGE, str(error).encode()
+        self._record(key, action, status, answer)
 
     def _loop(self, pause: float) -> None:
         rng = random.Random(self.seed)
@@ -229,13 +222,54 @@ class Churn:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def expected(self) -> set[Key]:
+        """The resources that exist by the churn's own account (call while paused). A name
+        whose last write got no answer is looked up (counted in ``figures``)."""
+        with self._lock:
+            uncertain = sorted(self.uncertain)
+        kinds = {kind.name: kind for kind in devices.KINDS.values()}
+        for key in uncertain:
+            found = self.api.get(plural_path(kinds[key[0]], key[1]))
+            with self._lock:
+                self.outcomes[("resolved-by-get", 200 if found else 404)] += 1
+                self.uncertain.discard(key)
+                (self.exists.add if found else self.exists.discard)(key)
+        with self._lock:
+            return set(self.exists)
+
+    def figures(self) -> dict[str, Any]:
+        """Writes carried out, refusals by (action, status) and why they were expected."""
+        refused = {
+            f"{action} {status or 'no answer'}": count
+            for (action, status), count in sorted(self.outcomes.items())
+            if status not in (200, 201, 202) and action != "resolved-by-get"
+        }
+        resolved = {
+            "found" if status == 200 else "not found": count
+            for (action, status), count in sorted(self.outcomes.items())
+            if action == "resolved-by-get"
+        }
+        return {
+            "writes_carried_out": self.operations,
+            "writes_refused_or_unanswered": refused,
+            "unanswered_writes_looked_up": resolved,
+            "unexpected": len(self.unexpected),
+        }
+
+    def assert_no_unexpected_failures(self) -> None:
+        assert not self.unexpected, (
+            f"{len(self.unexpected)} writes of the churn failed unexpectedly: "
+            f"{self.unexpected[:10]}"
+        )
+
 
 # The judge -------------------------------------------------------------------------------------
 def _items(api: http.ApiClient, path: str) -> list[dict[str, Any]]:
-    """The items of a list, with the kind and apiVersion that list items leave out."""
+    """The items of a list, with the kind and apiVersion that list items leave out. A list
+    that does not exist (404: a CRD missing) is an error, never an empty list."""
     found = api.get(path)
     if found is None:
-        return []
+        raise cluster_errors.ClusterError(f"GET {path} answered 404: nothing to list")
     kind = str(found.get("kind", "")).removesuffix("List")
     return [
         {"apiVersion": found.get("apiVersion"), "kind": kind, **item}
@@ -243,9 +277,10 @@ def _items(api: http.ApiClient, path: str) -> list[dict[str, Any]]:
     ]
 
 
-def converged(api: http.ApiClient, namespace: str, run: str) -> list[str]:
-    """What is still wrong (empty once the cluster is exactly what the run's resources ask)."""
+def check(api: http.ApiClient, namespace: str, run: str) -> tuple[set[Key], list[str]]:
+    """(the run's resources checked, what is still wrong with them and their DaemonSets)."""
     problems: list[str] = []
+    checked: set[Key] = set()
     config = settings.Settings(plugin_namespace=namespace, devices=tuple(devices.KINDS))
     daemonsets = _items(api, f"/apis/apps/v1/namespaces/{namespace}/daemonsets")
     owners: set[str] = set()
@@ -254,6 +289,7 @@ def converged(api: http.ApiClient, namespace: str, run: str) -> list[str]:
             meta = resource["metadata"]
             if meta.get("deletionTimestamp"):
                 continue
+            checked.add((kind.name, meta["name"]))
             owners.add(meta["uid"])
             where = f"{kind.kind}/{meta['name']}"
             owned = [
@@ -293,27 +329,60 @@ def converged(api: http.ApiClient, namespace: str, run: str) -> list[str]:
         )
         if ours and not any(ref.get("uid") in owners for ref in refs):
             problems.append(f"orphan DaemonSet {ds['metadata']['name']}")
+    return checked, problems
+
+
+def converged(
+    api: http.ApiClient, namespace: str, run: str, expected: Collection[Key]
+) -> list[str]:
+    """What is still wrong (empty once the cluster is exactly what the run's resources ask),
+    the resources checked being exactly ``expected`` (what the churn says exists)."""
+    checked, problems = check(api, namespace, run)
+    missing, extra = set(expected) - checked, checked - set(expected)
+    if missing or extra:
+        problems.append(
+            f"checked {len(checked)} resources, the churn says {len(expected)} exist: "
+            f"not found {sorted(missing)[:5]}, not expected {sorted(extra)[:5]}"
+        )
     return problems
 
 
+@dataclasses.dataclass(frozen=True)
+class Convergence:
+    seconds: float
+    problems: list[str]
+    checked: int
+    """Resources the last check looked at (== the churn's count once converged)."""
+
+
 def wait_converged(
-    api: http.ApiClient, namespace: str, run: str, *, timeout: float = 60.0
-) -> tuple[float, list[str]]:
-    """Seconds until ``converged`` has nothing to say, and its last words on timeout."""
+    api: http.ApiClient,
+    namespace: str,
+    run: str,
+    *,
+    expected: Collection[Key],
+    allow_none: bool = False,
+    timeout: float = 60.0,
+) -> Convergence:
+    """Until ``converged`` has nothing to say (its last words on timeout). Unless
+    ``allow_none`` (everything deleted on purpose), ``expected`` must not be empty: a check
+    of nothing proves nothing."""
+    assert expected or allow_none, "the churn left no resource: there is nothing to check"
     started = time.monotonic()
     problems: list[str] = ["not checked"]
     while time.monotonic() - started < timeout:
         try:
-            problems = converged(api, namespace, run)
+            problems = converged(api, namespace, run, expected)
         except cluster_errors.ClusterError as error:
             problems = [str(error)]
         if not problems:
-            return time.monotonic() - started, []
+            return Convergence(time.monotonic() - started, [], len(expected))
         time.sleep(0.1)
-    return time.monotonic() - started, problems
+    return Convergence(time.monotonic() - started, problems, len(expected))
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
+    """count, median and max of durations in seconds (rounded to ms)."""
     return {
         "count": len(values),
         "median_s": round(statistics.median(values), 3) if values else 0.0,
@@ -325,11 +394,17 @@ def run_id() -> str:
     return uuid.uuid4().hex[:6]
 
 
-def report(name: str, figures: dict[str, Any]) -> pathlib.Path:
-    """Write a scenario's figures where docs/reliability.md says (git-ignored)."""
+def results_dir() -> pathlib.Path:
+    """Where the scenarios' figures go (``RELIABILITY_RESULTS``, default ``.reliability/``)."""
     directory = pathlib.Path(os.environ.get("RELIABILITY_RESULTS", ROOT / ".reliability"))
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.json"
+    return directory
+
+
+def report(name: str, figures: dict[str, Any]) -> pathlib.Path:
+    """Write a scenario's figures where docs/reliability.md says (git-ignored) and print them
+    (``pytest -s`` shows them)."""
+    path = results_dir() / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, sort_keys=True))
     print(f"\n{name}: {json.dumps(figures, sort_keys=True)}")
     return path

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from clusters import TestCluster
+from operators import start_operator
 from reliability import fleet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -53,12 +54,13 @@ def test_apiserver_restarts_and_compaction_lose_nothing(
     log = tmp_path / "operator.log"
     run = fleet.run_id()
     rng = random.Random(run)
-    churn = fleet.Churn(api, run, seed=rng.randint(0, 2**31))
+    churn = fleet.Churn(api, run, seed=rng.randint(0, 2**31), outages=True)
     for _ in range(40):  # every name of the pool exists or not, at random
         churn.step(rng)
-    operator = fleet.start_operator(own_cluster.kubeconfig, namespace, log)
-    took, problems = fleet.wait_converged(api, namespace, run, timeout=90)
-    assert not problems, problems
+    operator = start_operator(own_cluster.kubeconfig, namespace, log)
+    done = fleet.wait_converged(api, namespace, run, expected=churn.expected(), timeout=90)
+    assert not done.problems, done.problems
+    checked = [done.checked]
 
     outages: list[float] = []
     restart_convergence: list[float] = []
@@ -69,9 +71,10 @@ def test_apiserver_restarts_and_compaction_lose_nothing(
             outages.append(handle.restart_apiserver(down_for=2.0))
             time.sleep(1.0)  # churn goes on against the restarted apiserver
             churn.pause()
-            took, problems = fleet.wait_converged(api, namespace, run, timeout=60)
-            assert not problems, f"after an apiserver restart: {problems}; see {log}"
-            restart_convergence.append(took)
+            done = fleet.wait_converged(api, namespace, run, expected=churn.expected(), timeout=60)
+            assert not done.problems, f"after an apiserver restart: {done.problems}; see {log}"
+            restart_convergence.append(done.seconds)
+            checked.append(done.checked)
             assert_quiet(log)
             churn.resume()
         assert operator.popen.poll() is None, f"the operator exited; see {log}"
@@ -94,14 +97,16 @@ def test_apiserver_restarts_and_compaction_lose_nothing(
         handle.compact_etcd()
         resumed = time.monotonic()
         operator.popen.send_signal(signal.SIGCONT)
-        took, problems = fleet.wait_converged(api, namespace, run, timeout=60)
-        assert not problems, f"after compaction: {problems}; see {log}"
+        done = fleet.wait_converged(api, namespace, run, expected=churn.expected(), timeout=60)
+        assert not done.problems, f"after compaction: {done.problems}; see {log}"
+        checked.append(done.checked)
         compaction_convergence = time.monotonic() - resumed
         assert_quiet(log)
     finally:
         churn.stop()
         operator.popen.send_signal(signal.SIGCONT)
 
+    churn.assert_no_unexpected_failures()
     records = fleet.log_records(log)
     expired = [r for r in records if r.get("msg") == "Watch expired"]
     assert expired, f"no watch was answered 410 Gone; see {log}"
@@ -126,7 +131,8 @@ def test_apiserver_restarts_and_compaction_lose_nothing(
             "convergence_after_compaction_s": round(compaction_convergence, 3),
             "warnings_logged": warnings_in(log),
             "resource_operations": churn.operations,
-            "failed_operations_during_outages": churn.failures,
+            "resources_checked_per_check": checked,
+            "churn": churn.figures(),
             "lost": 0,
         },
     )

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from clusters import TestCluster
+from operators import start_operator
 from reliability import fleet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -35,10 +36,11 @@ def test_kill_9_at_random_points_loses_nothing(
     kills = fleet.iterations(50)
     lifetimes: list[float] = []
     convergence: list[float] = []
+    checked: list[int] = []
     churn.start()
     try:
         for iteration in range(1, kills + 1):
-            operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
+            operator = start_operator(cluster.kubeconfig, namespace, log)
             operator.wait_logging()  # from here on every kill lands in the operator's work
             lifetime = rng.uniform(0.0, 2.0)
             time.sleep(lifetime)
@@ -47,25 +49,34 @@ def test_kill_9_at_random_points_loses_nothing(
             lifetimes.append(lifetime)
             if iteration % CHECK_EVERY == 0 or iteration == kills:
                 churn.pause()
-                operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
-                took, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
-                assert not problems, f"after kill {iteration}: {problems}; see {log}"
-                convergence.append(took)
+                operator = start_operator(cluster.kubeconfig, namespace, log)
+                done = fleet.wait_converged(
+                    cluster.api, namespace, run, expected=churn.expected(), timeout=90
+                )
+                assert not done.problems, f"after kill {iteration}: {done.problems}; see {log}"
+                convergence.append(done.seconds)
+                checked.append(done.checked)
                 operator.kill()
                 churn.resume()
     finally:
         churn.stop()
     # Nothing left over: the final state again, then everything deleted and collected.
-    operator = fleet.start_operator(cluster.kubeconfig, namespace, log)
+    operator = start_operator(cluster.kubeconfig, namespace, log)
     try:
-        final, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
-        assert not problems, problems
+        final = fleet.wait_converged(
+            cluster.api, namespace, run, expected=churn.expected(), timeout=90
+        )
+        assert not final.problems, final.problems
         for kind, name in churn.pool():
-            cluster.api.request("DELETE", fleet.plural_path(kind, name))
-        cleared, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=90)
-        assert not problems, problems
+            status, answer = cluster.api.request("DELETE", fleet.plural_path(kind, name))
+            assert status in (200, 202, 404), (status, answer)
+        cleared = fleet.wait_converged(
+            cluster.api, namespace, run, expected=set(), allow_none=True, timeout=90
+        )
+        assert not cleared.problems, cleared.problems
     finally:
         operator.terminate()
+    churn.assert_no_unexpected_failures()
     assert not fleet.tracebacks(log), fleet.tracebacks(log)[:5]
     fleet.report(
         "crash",
@@ -73,9 +84,11 @@ def test_kill_9_at_random_points_loses_nothing(
             "injected": "SIGKILL of the operator during create/update/delete churn of 8 kinds",
             "kills": kills,
             "resource_operations": churn.operations,
+            "churn": churn.figures(),
+            "resources_checked_per_check": [*checked, final.checked],
             "operator_lifetime_before_kill": fleet.summary(lifetimes),
-            "convergence_after_restart": fleet.summary([*convergence, final]),
-            "all_deleted_and_collected_s": round(cleared, 3),
+            "convergence_after_restart": fleet.summary([*convergence, final.seconds]),
+            "all_deleted_and_collected_s": round(cleared.seconds, 3),
             "lost": 0,
         },
     )

@@ -27,25 +27,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _support_part2 import (
-    CRDS,
-    Operator,
-    create,
-    delete_resources,
-    int_env,
-    plural_path,
-    registered_webhooks,
-    report,
-    start_operator,
-    unverified_context,
-    wait_webhooks_serving,
-)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clusters import TestCluster
 from deviceplugin_operator import devices
 from deviceplugin_operator.manifests import crd
+from operators import Operator, start_operator
+from reliability.admission_support import (
+    CRDS,
+    create,
+    delete_resources,
+    plural_path,
+    registered_webhooks,
+    unverified_context,
+    wait_webhooks_serving,
+)
+from reliability.fleet import int_env, report
 
 pytestmark = [pytest.mark.cluster]
 

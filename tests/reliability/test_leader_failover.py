@@ -11,7 +11,6 @@ apart. At the end the cluster must have converged with nothing lost.
 from __future__ import annotations
 
 import datetime
-import json
 import pathlib
 import random
 import time
@@ -21,8 +20,10 @@ import pytest
 
 from clusters import TestCluster
 from deviceplugin_operator.controller import election
+from operators import Operator, start_operator
 from polling import eventually
-from reliability import fleet
+from reliability import audit, fleet
+from reliability.audit import overlapping_writes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -32,68 +33,6 @@ TIMING = (
     "--leader-elect-retry-period=500ms",
 )
 USERS = ("replica-a", "replica-b")
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
-
-
-def _when(stamp: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def audit_entries(path: pathlib.Path, since: datetime.datetime) -> list[dict[str, Any]]:
-    entries = []
-    with path.open(errors="replace") as lines:
-        for line in lines:
-            if '"replica-' not in line:
-                continue
-            entry = json.loads(line)
-            if entry.get("stage") != "ResponseComplete":
-                continue
-            if entry["user"]["username"] not in USERS:
-                continue
-            if _when(entry["requestReceivedTimestamp"]) < since:
-                continue
-            entries.append(entry)
-    return entries
-
-
-def overlapping_writes(
-    entries: list[dict[str, Any]], lease_namespace: str
-) -> tuple[int, list[str]]:
-    """(writes checked, writes made while another user held the Lease)."""
-
-    def is_lease(entry: dict[str, Any]) -> bool:
-        ref = entry.get("objectRef") or {}
-        return (
-            ref.get("resource") == "leases"
-            and ref.get("name") == election.LEASE_NAME
-            and ref.get("namespace") == lease_namespace
-        )
-
-    terms = sorted(
-        (_when(e["stageTimestamp"]), e["user"]["username"])
-        for e in entries
-        if is_lease(e)
-        and e["verb"] in ("create", "update")
-        and (e.get("responseStatus") or {}).get("code", 0) < 300
-    )
-    writes = [
-        e
-        for e in entries
-        if e["verb"] in WRITE_VERBS
-        and not is_lease(e)
-        and (e.get("responseStatus") or {}).get("code", 0) < 300
-    ]
-    wrong = []
-    for write in writes:
-        received = _when(write["requestReceivedTimestamp"])
-        before = [user for stamp, user in terms if stamp <= received]
-        holder = before[-1] if before else None
-        if holder != write["user"]["username"]:
-            wrong.append(
-                f"{write['user']['username']} {write['verb']} {write['requestURI']} at "
-                f"{write['requestReceivedTimestamp']} while {holder} held the Lease"
-            )
-    return len(writes), wrong
 
 
 def holder(cluster: TestCluster, namespace: str) -> str:
@@ -111,28 +50,17 @@ def test_killed_leaders_are_replaced_and_never_two_write(
     rng = random.Random(run)
     since = datetime.datetime.now(datetime.UTC)
 
-    def start(user: str) -> fleet.OperatorProcess:
-        return fleet.start_operator(
-            kubeconfigs[user],
-            namespace,
-            tmp_path / f"{user}.log",
-            "--leader-elect",
-            f"--leader-elect-namespace={namespace}",
-            *TIMING,
+    def start(user: str) -> Operator:
+        return start_operator(
+            kubeconfigs[user], namespace, tmp_path / f"{user}.log", leader_elect=TIMING
         )
 
     running = {user: start(user) for user in USERS}
 
-    def identity_of(process: fleet.OperatorProcess) -> str | None:
-        for record in fleet.log_records(process.log)[::-1]:
-            if record.get("msg") in ("Attempting to acquire Lease", "Acquired Lease"):
-                return str(record.get("identity"))
-        return None
-
     def leading_user() -> str | None:
         current = holder(cluster, namespace)
         for user, process in running.items():
-            if current and identity_of(process) == current and process.popen.poll() is None:
+            if current and process.identity() == current and process.alive:
                 return user
         return None
 
@@ -156,8 +84,10 @@ def test_killed_leaders_are_replaced_and_never_two_write(
             takeovers.append(time.monotonic() - killed_at)
             running[leader] = start(leader)  # back as a follower
         churn.pause()
-        took, problems = fleet.wait_converged(cluster.api, namespace, run, timeout=60)
-        assert not problems, problems
+        done = fleet.wait_converged(
+            cluster.api, namespace, run, expected=churn.expected(), timeout=60
+        )
+        assert not done.problems, done.problems
     finally:
         churn.stop()
         for process in running.values():
@@ -165,9 +95,10 @@ def test_killed_leaders_are_replaced_and_never_two_write(
         # Cluster-scoped: later modules' operators must not find them.
         for kind, name in churn.pool():
             cluster.api.request("DELETE", fleet.plural_path(kind, name))
+    churn.assert_no_unexpected_failures()
 
     time.sleep(1.0)  # the audit log is written asynchronously
-    entries = audit_entries(cluster.cluster.audit_log, since)
+    entries = audit.entries(cluster.cluster.audit_log, USERS, since)
     checked, wrong = overlapping_writes(entries, namespace)
     assert checked > 0, "no write of either replica in the audit log"
     assert not wrong, wrong[:10]
@@ -184,8 +115,10 @@ def test_killed_leaders_are_replaced_and_never_two_write(
             "audited_requests_per_replica": by_user,
             "writes_checked_against_lease_terms": checked,
             "writes_outside_own_term": len(wrong),
-            "convergence_after_last_takeover_s": round(took, 3),
+            "convergence_after_last_takeover_s": round(done.seconds, 3),
+            "resources_checked": done.checked,
             "resource_operations": churn.operations,
+            "churn": churn.figures(),
             "lost": 0,
         },
     )

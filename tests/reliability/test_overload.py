@@ -4,10 +4,12 @@ controller traffic is throttled.
 
 Set-up, all on loopback against the session's control plane:
 
-* the operator command runs as a service account (cluster-admin, but not ``system:masters``, so
-  API Priority and Fairness applies to it) with ``--leader-elect`` and a short lease
-  (5 s, renew deadline 4 s, retry 1 s; ``DP_OVERLOAD_LEASE``);
-* APF: a FlowSchema puts everything of that service account into a tiny priority level
+* two replicas of the operator command on the same Lease, each as its own service account
+  (cluster-admin, but not ``system:masters``, so API Priority and Fairness applies to them;
+  two users, so the audit log tells them apart) with ``--leader-elect`` and a short lease
+  (5 s, renew deadline 4 s, retry 1 s; ``DP_OVERLOAD_LEASE``); the first leads, the second
+  is started once it does and campaigns throughout;
+* APF: a FlowSchema puts everything of those service accounts into a tiny priority level
   (1 share, no borrowing, a queue of 10) - the server-side twin of #476's client throttling -
   and one of higher precedence sends its Lease requests to the built-in ``leader-election``
   level, as Kubernetes does for its own controllers;
@@ -17,13 +19,17 @@ Set-up, all on loopback against the session's control plane:
   ``DP_OVERLOAD_SECONDS`` (default 20): thousands of ConfigMaps created and updated, full
   LISTs, and many watchers receiving every event.
 
-Asserted: the holder never changes, the operator never exits, renewals keep coming, and every
-resource gets its DaemonSet afterwards. A renewal that misses the renew deadline (the apiserver
-itself starved: on 2 cores the flood and the apiserver share the CPU) stops the workers at once
-and the replica campaigns again without exiting; it renews the same Lease (no one else took it)
-and resumes. How often that happened is recorded, not asserted. Recorded: the load, renewal
-gaps and latency (renewTime written by the operator → seen by a watcher), time for the operator
-to catch up.
+Asserted: the holder never changes although the second replica campaigns all along (it
+never acquires the Lease and, from the audit log, never writes anything: no Lease, no
+DaemonSet, no status); every write of the leader was made within its own term (the last
+successful Lease write before it was its own); neither process exits; renewals keep coming;
+every resource gets its DaemonSet afterwards. A renewal that misses the renew deadline (the
+apiserver itself starved: on 2 cores the flood and the apiserver share the CPU) stops the
+workers at once and the replica campaigns again without exiting; it renews the same Lease (the
+other replica saw it renewed within the lease duration) and resumes. How often that happened
+is recorded, not asserted. Recorded: the load, renewal gaps and latency (renewTime written by
+the operator → seen by a watcher), time for the operator to catch up, the follower's Lease
+reads during the load.
 """
 
 from __future__ import annotations
@@ -39,28 +45,27 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from _support_part2 import (
-    CRDS,
-    ROOT,
-    create,
-    delete_resources,
-    int_env,
-    plural_path,
-    report,
-    resource,
-    service_account_operator,
-    start_operator,
-)
 
 from clusters import TestCluster
 from deviceplugin_operator import devices
 from deviceplugin_operator.controller import election
 from deviceplugin_operator.kube import client, resources
+from operators import Operator, TokenKubeconfig, cluster_admin_account, start_operator
 from polling import eventually
+from reliability import audit
+from reliability.admission_support import (
+    CRDS,
+    ROOT,
+    create,
+    delete_resources,
+    plural_path,
+    resource,
+)
+from reliability.fleet import int_env, report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
 
@@ -69,17 +74,18 @@ GPU = devices.KINDS["gpu"]
 # (the replica then leads again without exiting), see docs/reliability.md.
 _TIMING = [float(x) for x in (os.environ.get("DP_OVERLOAD_LEASE") or "5,4,1").split(",")]
 LEASE = {"duration": _TIMING[0], "deadline": _TIMING[1], "retry": _TIMING[2]}
-FLOOD = ROOT / "tests" / "reliability" / "_flood_part2.py"
+FLOOD = ROOT / "tests" / "reliability" / "apiserver_flood.py"
+ACCOUNTS = ("operator-a", "operator-b")
 
 
 @contextlib.contextmanager
-def throttled(cluster: TestCluster, namespace: str, account: str) -> Iterator[str]:
-    """APF: the account's requests in a tiny level, its Leases in ``leader-election``."""
+def throttled(cluster: TestCluster, namespace: str, accounts: Sequence[str]) -> Iterator[str]:
+    """APF: the accounts' requests in a tiny level, their Leases in ``leader-election``."""
     level = f"{namespace}-tiny"
-    subject = {
-        "kind": "ServiceAccount",
-        "serviceAccount": {"name": account, "namespace": namespace},
-    }
+    subjects = [
+        {"kind": "ServiceAccount", "serviceAccount": {"name": account, "namespace": namespace}}
+        for account in accounts
+    ]
     api = "flowcontrol.apiserver.k8s.io/v1"
     objects = [
         {
@@ -109,7 +115,7 @@ def throttled(cluster: TestCluster, namespace: str, account: str) -> Iterator[st
                 "distinguisherMethod": {"type": "ByUser"},
                 "rules": [
                     {
-                        "subjects": [subject],
+                        "subjects": subjects,
                         "resourceRules": [
                             {
                                 "verbs": ["*"],
@@ -132,7 +138,7 @@ def throttled(cluster: TestCluster, namespace: str, account: str) -> Iterator[st
                 "distinguisherMethod": {"type": "ByUser"},
                 "rules": [
                     {
-                        "subjects": [subject],
+                        "subjects": subjects,
                         "resourceRules": [
                             {
                                 "verbs": ["*"],
@@ -202,41 +208,67 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
     for name in (namespace, flood_ns):
         await asyncio.to_thread(cluster.kubectl, "create", "namespace", name)
     label = f"rel2-ovl={suffix}"
-    operator = None
+    replicas: list[Operator] = []
     observer = await client.connect(cluster.kubeconfig)
     seen: list[tuple[float, float, str]] = []
     watcher: asyncio.Task[None] | None = None
+    since = datetime.datetime.now(datetime.UTC)
+    timing = (
+        f"--leader-elect-lease-duration={LEASE['duration']}s",
+        f"--leader-elect-renew-deadline={LEASE['deadline']}s",
+        f"--leader-elect-retry-period={LEASE['retry']}s",
+    )
     try:
         with (
-            service_account_operator(cluster, namespace, tmp_path) as (kubeconfig, _token),
-            throttled(cluster, namespace, "operator") as level,
+            cluster_admin_account(cluster, namespace, tmp_path, ACCOUNTS[0]) as first,
+            cluster_admin_account(cluster, namespace, tmp_path, ACCOUNTS[1]) as second,
+            throttled(cluster, namespace, ACCOUNTS) as level,
         ):
-            operator = start_operator(
-                kubeconfig,
-                namespace,
-                tmp_path / "operator.log",
-                "--leader-elect",
-                f"--leader-elect-namespace={namespace}",
-                f"--leader-elect-lease-duration={LEASE['duration']}s",
-                f"--leader-elect-renew-deadline={LEASE['deadline']}s",
-                f"--leader-elect-retry-period={LEASE['retry']}s",
-                device_names=("gpu",),
-            )
-            watcher = asyncio.create_task(observe_lease(observer, namespace, seen))
+            users = {first.user: "leader", second.user: "follower"}
 
-            def leading() -> str | None:
+            def start(account: TokenKubeconfig, log: str) -> Operator:
+                operator = start_operator(
+                    account.path,
+                    namespace,
+                    tmp_path / log,
+                    devices=("gpu",),
+                    leader_elect=timing,
+                )
+                replicas.append(operator)
+                return operator
+
+            def logged(operator: Operator, message: str, **fields: str) -> str | None:
                 for record in operator.records():
-                    if record.get("msg") == "Acquired Lease":
-                        return str(record.get("identity"))
+                    if record.get("msg") == message and all(
+                        record.get(key) == value for key, value in fields.items()
+                    ):
+                        return str(record.get("identity") or record.get("holder"))
                 assert operator.alive, operator.tail()
                 return None
 
+            leader = start(first, "leader.log")
+            watcher = asyncio.create_task(observe_lease(observer, namespace, seen))
             identity = await asyncio.to_thread(
-                eventually, leading, timeout=60, what="the operator to lead"
+                eventually,
+                lambda: logged(leader, "Acquired Lease"),
+                timeout=60,
+                what="the first replica to lead",
             )
+            # The second replica campaigns: it has read the Lease and seen who holds it.
+            follower = start(second, "follower.log")
+            await asyncio.to_thread(
+                eventually,
+                lambda: logged(follower, "Observed new Lease holder", holder=identity),
+                timeout=60,
+                what="the second replica to see the leader",
+            )
+            follower_identity = follower.identity()
+            assert follower_identity is not None
+            assert follower_identity != identity
 
             # Load: the flood process, and work for the operator.
             env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+            load_began = datetime.datetime.now(datetime.UTC)
             flood = await asyncio.to_thread(
                 subprocess.Popen,
                 [
@@ -280,6 +312,7 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
             out, _ = await asyncio.to_thread(flood.communicate, timeout=seconds + 120)
             load = json.loads(out)
             load_seconds = time.monotonic() - load_started
+            load_ended = datetime.datetime.now(datetime.UTC)
 
             def daemonsets() -> int:
                 listed = (
@@ -304,9 +337,10 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
             )
             assert done
             caught_up = time.monotonic() - load_started
-            assert operator.alive, operator.tail()
-            records = operator.records()
-            messages = [r.get("msg") for r in records]
+            for operator in replicas:
+                assert operator.alive, operator.tail()
+            messages = leader.messages()
+            follower_messages = follower.messages()
             level_stats = await asyncio.to_thread(_apf_rejections, cluster, level)
     finally:
         if watcher is not None:
@@ -314,13 +348,32 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
         await observer.close()
-        if operator is not None:
+        # The follower first: stopping the leader first would hand it the Lease.
+        for operator in reversed(replicas):
             operator.terminate()
         await asyncio.to_thread(delete_resources, cluster, label)
         for name in (namespace, flood_ns):
             await asyncio.to_thread(
                 cluster.kubectl, "delete", "namespace", name, "--wait=false", check=False
             )
+
+    # Who wrote what, from the API server's own record (the follower stopped first, so that
+    # the leader's release at the end handed the Lease to no one).
+    await asyncio.sleep(1.0)  # the audit log is written asynchronously
+    entries = await asyncio.to_thread(audit.entries, cluster.cluster.audit_log, users, since)
+    checked, outside_term = audit.overlapping_writes(entries, namespace)
+    follower_writes = audit.writes(entries, second.user)
+    leader_lease_writes = [
+        e for e in audit.writes(entries, first.user) if audit.is_lease(e, namespace)
+    ]
+    follower_reads_during_load = [
+        e
+        for e in entries
+        if e["user"]["username"] == second.user
+        and audit.is_lease(e, namespace)
+        and e["verb"] in ("get", "watch")
+        and load_began <= audit.when(e["requestReceivedTimestamp"]) <= load_ended
+    ]
 
     during = [s for s in seen if s[2] == identity]
     holders = {s[2] for s in seen}
@@ -329,6 +382,7 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
     latency = [max(0.0, wall - renewed) for renewed, wall, _ in during]
     figures = {
         "lease": LEASE,
+        "replicas": 2,
         "load": {**load, "duration_s": round(load_seconds, 1)},
         "operator_work": {"resources": count, "daemonsets_created_and_updated": count},
         "apf_tiny_level": level_stats,
@@ -345,16 +399,33 @@ async def test_the_leader_keeps_its_lease_while_the_apiserver_is_flooded(
         "operator_caught_up_after_s": round(caught_up, 1),
         "renew_deadline_missed": messages.count("Lost Lease"),
         "led_again_after_a_missed_deadline": messages.count("Acquired Lease") - 1,
+        "audit": {
+            "leader_writes_checked_against_its_term": checked,
+            "leader_lease_writes": len(leader_lease_writes),
+            "writes_outside_own_term": len(outside_term),
+            "follower_writes": len(follower_writes),
+            "follower_lease_reads_during_load": len(follower_reads_during_load),
+        },
         "operator_exited": False,
     }
     report("part2-overload", figures)
-    # No other identity ever held the Lease and the process never exited. A renewal slower
-    # than the renew deadline (the apiserver itself starved on 2 cores) pauses the workers;
-    # the replica then renews the same Lease and goes on (recorded above), where the
-    # reference exits and crash-loops.
-    assert holders == {identity}
+    # One holder at any time, and always the same: the follower campaigned through the load
+    # (it read the Lease again and again) but never acquired it and never wrote anything; the
+    # leader wrote only within its own term. A renewal slower than the renew deadline (the
+    # apiserver itself starved on 2 cores) pauses the leader's workers; it then renews the same
+    # Lease and goes on (recorded above), where the reference exits and crash-loops.
+    assert holders == {identity}, holders
+    assert "Acquired Lease" not in follower_messages
+    assert follower_reads_during_load, "the follower did not campaign during the load"
+    assert follower_writes == [], [
+        f"{e['verb']} {e['requestURI']} at {e['requestReceivedTimestamp']}"
+        for e in follower_writes[:10]
+    ]
+    assert checked >= count, f"only {checked} writes of the leader in the audit log"
+    assert outside_term == [], outside_term[:10]
     assert messages.count("Acquired Lease") == messages.count("Lost Lease") + 1
     assert len(renew_times) >= 3  # renewals went on under the load
+    assert len(leader_lease_writes) >= 3
 
 
 def _apf_rejections(cluster: TestCluster, level: str) -> dict[str, Any]:

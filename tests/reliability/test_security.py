@@ -30,26 +30,24 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _support_part2 import (
+
+import tls_probes
+from clusters import TestCluster
+from deviceplugin_operator import devices
+from operators import Operator, start_operator, token_kubeconfig
+from polling import eventually
+from reliability.admission_support import (
     CRDS,
-    Operator,
     b64,
     create,
     delete_resources,
     plural_path,
     registered_webhooks,
-    report,
     resource,
-    start_operator,
-    token_kubeconfig,
     unverified_context,
     wait_webhooks_serving,
 )
-
-import tls_probes
-from clusters import TestCluster
-from deviceplugin_operator import devices
-from polling import eventually
+from reliability.fleet import report
 
 pytestmark = [
     pytest.mark.cluster,
@@ -127,14 +125,20 @@ def secured(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> I
                 "data": {".dockerconfigjson": secrets["pull dockerconfigjson"]},
             },
         )
-        kubeconfig = token_kubeconfig(cluster, secrets["operator token"], directory / "kubeconfig")
+        kubeconfig = token_kubeconfig(
+            cluster,
+            "operator",
+            namespace,
+            directory / "kubeconfig",
+            token=secrets["operator token"],
+        )
         operator = start_operator(
-            kubeconfig,
+            kubeconfig.path,
             namespace,
             directory / "operator.log",
             "--metrics-secure",
             "--webhook-cert-check-period=1s",
-            device_names=("gpu",),
+            devices=("gpu",),
             webhook_prefix=PREFIX,
             webhook_secret=SECRET,
             env={"DEVICEPLUGIN_SECRET": PULL_SECRET},

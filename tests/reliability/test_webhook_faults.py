@@ -27,26 +27,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _support_part2 import (
-    CRDS,
-    Operator,
-    bundle_repaired,
-    create,
-    delete_resources,
-    int_env,
-    plural_path,
-    registered_webhooks,
-    report,
-    resource,
-    start_operator,
-    summary,
-    wait_webhooks_serving,
-)
 
 from clusters import TestCluster
 from deviceplugin_operator import devices
 from deviceplugin_operator.manifests import webhooks
+from operators import Operator, start_operator
 from polling import eventually
+from reliability.admission_support import (
+    CRDS,
+    bundle_repaired,
+    create,
+    delete_resources,
+    plural_path,
+    registered_webhooks,
+    resource,
+    wait_webhooks_serving,
+)
+from reliability.fleet import int_env, report, summary
 
 pytestmark = [pytest.mark.cluster]
 
@@ -55,6 +52,9 @@ PREFIX = "rel2-faults-"
 SECRET = "rel2-faults-cert"
 DEVICES = ("gpu", "sgx")
 FIGURES: dict[str, Any] = {}
+REPAIR_TIMEOUT = 120
+"""Seconds a repair may take before the test fails: the check runs every 10 s (measured: 10 s
+or less, recorded in the figures), a loaded machine may be much slower."""
 
 
 class Running:
@@ -80,7 +80,7 @@ def running(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> I
         cluster.kubeconfig,
         namespace,
         log,
-        device_names=DEVICES,
+        devices=DEVICES,
         webhook_prefix=PREFIX,
         webhook_secret=SECRET,
     )
@@ -228,9 +228,14 @@ def test_frozen_operator_refuses_after_the_webhook_timeout(
         operator.popen.send_signal(signal.SIGCONT)
     assert status == 500, (status, message)
     assert 'failed calling webhook "mgpudeviceplugin.kb.io"' in message, message
+    # Refused because the call timed out (the configurations' timeoutSeconds: 10), not because
+    # nothing listened: the frozen process still holds its port. No upper bound on the wait (a
+    # loaded machine only makes it longer); it is recorded.
+    assert "connection refused" not in message, message
+    assert "deadline exceeded" in message or "Timeout" in message, message
+    assert waited >= 9, waited
     assert cluster.api.get(plural_path(GPU, name)) is None
-    assert 9 <= waited <= 15, waited  # the configurations' timeoutSeconds: 10
-    eventually(lambda: create_plugin(cluster)[0] == 201, timeout=30, what="admission again")
+    eventually(lambda: create_plugin(cluster)[0] == 201, timeout=60, what="admission again")
     FIGURES["operator_frozen"] = {
         "freezes": 1,
         "refused_after_s": round(waited, 3),
@@ -239,11 +244,21 @@ def test_frozen_operator_refuses_after_the_webhook_timeout(
 
 
 def _repair(
-    cluster: TestCluster, running: Running, inject: Any, what: str, cycles: int
+    cluster: TestCluster,
+    running: Running,
+    inject: Any,
+    what: str,
+    cycles: int,
+    repairs: set[str],
 ) -> dict[str, Any]:
+    """Inject a fault ``cycles`` times; each time wait (generously: the check runs every 10 s)
+    until the bundles trust the Secret's CA and a creation is admitted, and check that the
+    running process repaired it: its log gained the ``repairs`` messages, it never restarted."""
     times: list[float] = []
     refused = 0
+    operator = running.operator
     for _ in range(cycles):
+        logged = len(operator.records())
         inject()
         started = time.monotonic()
         while True:
@@ -255,9 +270,13 @@ def _repair(
                 assert status == 500, (status, message)
                 assert "failed calling webhook" in message, message
                 refused += 1
-            assert time.monotonic() - started < 40, f"{what} not repaired: {message}"
+            assert time.monotonic() - started < REPAIR_TIMEOUT, f"{what} not repaired: {message}"
+            assert operator.alive, operator.tail()
             time.sleep(0.2)
         times.append(time.monotonic() - started)
+        done = {str(record.get("msg")) for record in operator.records()[logged:]}
+        assert repairs <= done, f"{what}: the operator did not log {repairs - done}"
+    assert running.operator is operator, "the operator was restarted meanwhile"
     return {"injected": cycles, "time_to_repair": summary(times), "refused_meanwhile": refused}
 
 
@@ -282,8 +301,15 @@ def test_deleted_certificate_secret_and_wiped_ca_bundle_are_repaired(
                 hook["clientConfig"].pop("caBundle", None)
             cluster.kubectl("replace", "-f", "-", input=json.dumps(live))
 
-    FIGURES["secret_deleted"] = _repair(cluster, running, delete_secret, "Secret", cycles)
-    FIGURES["ca_bundle_wiped"] = _repair(cluster, running, wipe_bundles, "CA bundle", cycles)
+    FIGURES["secret_deleted"] = _repair(
+        cluster,
+        running,
+        delete_secret,
+        "Secret",
+        cycles,
+        {"Created webhook certificate Secret", "Patched webhook CA bundle"},
+    )
+    FIGURES["ca_bundle_wiped"] = _repair(
+        cluster, running, wipe_bundles, "CA bundle", cycles, {"Patched webhook CA bundle"}
+    )
     assert running.operator.problems() == []
-    for figures in (FIGURES["secret_deleted"], FIGURES["ca_bundle_wiped"]):
-        assert figures["time_to_repair"]["max_s"] < 10 + 5
