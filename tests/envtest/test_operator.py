@@ -465,6 +465,103 @@ async def test_missing_provisioning_config_map_is_degraded_with_the_fix(
     await eventually_async(cleared, timeout=40, what="the condition to clear with the ConfigMap")
 
 
+NO_NODE = {"no-node-has": "this-label"}
+
+
+async def degraded_condition(
+    op: Operator, kind: devices.DeviceKind[Any], name: str, reason: str
+) -> dict[str, Any] | None:
+    cr = await op.kube.get(crs(kind), name)
+    for c in (cr.get("status") or {}).get("conditions", []):
+        if c["type"] == "Degraded" and c["reason"] == reason and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "denial"),
+    [
+        (
+            "gpu",
+            {"image": "evil.example.com/miner:1.0"},
+            'invalid resource: incorrect image name "miner". '
+            "Make sure you use '<vendor>/intel-gpu-plugin'",
+        ),
+        (
+            "sgx",
+            {
+                "image": "intel/intel-sgx-plugin:0.36.0",
+                "initImage": "evil.example.com/privileged-tool:1.0",
+            },
+            'invalid resource: incorrect image name "privileged-tool". '
+            "Make sure you use '<vendor>/intel-sgx-initcontainer'",
+        ),
+    ],
+)
+async def test_a_stored_spec_the_webhook_would_refuse_renders_no_daemonset(
+    operator: Operator, name: str, spec: dict[str, Any], denial: str
+) -> None:
+    # No webhook is registered in this cluster: the API server stores what a cluster whose
+    # webhook for the kind is off (or not there yet) would store.
+    kind = devices.KINDS[name]
+    cr_name = f"foreign-{name}"
+    # Selecting no node: no plugin pod of these resources runs next to another test's.
+    await create_plugin(operator, kind, cr_name, {**spec, "nodeSelector": NO_NODE})
+    ds_name = f"intel-{name}-plugin-{cr_name}"
+
+    found = await eventually_async(
+        lambda: degraded_condition(operator, kind, cr_name, "InvalidSpec"),
+        timeout=30,
+        what="Degraded/InvalidSpec",
+    )
+    assert found["message"] == f"{denial}: no DaemonSet is created until the spec is fixed"
+    await operator.idle()
+    assert await operator.daemonset(ds_name) is None
+
+    # Fixed: the DaemonSet follows.
+    await operator.kube.patch(crs(kind), cr_name, {"spec": {"image": None, "initImage": None}})
+    await eventually_async(lambda: operator.daemonset(ds_name), timeout=30, what="the DaemonSet")
+    await delete_and_wait(operator, kind, cr_name, ds_name)
+
+
+async def delete_and_wait(
+    op: Operator, kind: devices.DeviceKind[Any], cr_name: str, ds_name: str
+) -> None:
+    await op.kube.delete(crs(kind), cr_name)
+
+    async def gone() -> bool:
+        return await op.daemonset(ds_name) is None
+
+    await eventually_async(gone, timeout=30, what="the DaemonSet to go with its resource")
+
+
+async def test_a_spec_turned_invalid_leaves_the_daemonset_as_it_is(operator: Operator) -> None:
+    kind = devices.KINDS["sgx"]
+    cr_name = "turned-foreign"
+    await create_plugin(operator, kind, cr_name, {"nodeSelector": NO_NODE})
+    ds_name = f"intel-sgx-plugin-{cr_name}"
+    made = await eventually_async(lambda: operator.daemonset(ds_name), what="the DaemonSet")
+    assert made is not None
+
+    foreign = "evil.example.com/intel-sgx-initcontainer-lookalike:0.36.0"
+    await operator.kube.patch(crs(kind), cr_name, {"spec": {"initImage": foreign}})
+    found = await eventually_async(
+        lambda: degraded_condition(operator, kind, cr_name, "InvalidSpec"),
+        timeout=30,
+        what="Degraded/InvalidSpec",
+    )
+    assert found["message"].endswith(
+        f": the DaemonSet {operator.namespace}/{ds_name} is left as it is until the spec is fixed"
+    )
+    await operator.idle()
+    ds = await operator.daemonset(ds_name)
+    assert ds is not None
+    assert ds["metadata"]["generation"] == made["metadata"]["generation"]
+    images = [c["image"] for c in ds["spec"]["template"]["spec"].get("initContainers", [])]
+    assert foreign not in images
+    await delete_and_wait(operator, kind, cr_name, ds_name)
+
+
 async def test_resync_of_an_unchanged_cluster_writes_nothing(operator: Operator) -> None:
     def writes() -> dict[str, int]:
         return {verb: operator.manager.kube.requests[verb] for verb in WRITE_VERBS}

@@ -4,26 +4,9 @@
 ``intel/intel-<dev>-plugin:<minimum version>``; nothing else changes. It returns a JSON patch.
 
 ``validate`` is the reference's ``ValidateCreate``/``ValidateUpdate`` (an UPDATE is judged by
-its new object alone): the spec must first parse with the kind's model (a denial names the
-field), then the reference's checks run in its order and the first failure is the denial,
-word for word. Deliberate fixes:
-
-* DLB and FPGA init images are checked against their real names ``intel-dlb-initcontainer``
-  and ``intel-fpga-initcontainer`` (the reference expects ``*-initimage`` and so rejects its
-  own samples), and an FPGA resource without ``initImage`` is valid.
-* The digest form is anchored: ``evil-intel-gpu-plugin@sha256:...`` is not
-  ``intel-gpu-plugin``.
-* ``name:tag@sha256:<digest>`` is accepted when the tag is a valid version >= the minimum.
-* An image that passes those checks must also be a valid image reference (the reference let
-  ``INTEL/intel-gpu-plugin:0.36.0`` through to a DaemonSet that can never pull it).
-* QAT ``provisioningConfig`` is also allowed for ``6xxxvf`` devices (they read cfg_services
-  too; the message keeps the reference's wording).
-
-Opt-in (``allowed_registries``, empty by default as in the reference): the plugin and init
-images must come from one of the given registries, each optionally narrowed to a path prefix
-(``registry.example.com``, ``docker.io/intel``); Docker Hub shorthand (``intel/x``) is
-``docker.io``. A plugin image runs privileged on every selected node, so whoever may create
-these resources is root on those nodes; the allow-list keeps that to known images.
+its new object alone): the checks of ``reconcile.validation`` (the reference's, with its
+deliberate fixes, and the opt-in registry allow-list), shared with the reconciler, which
+applies them to stored resources the webhook never saw; the first failure is the denial.
 
 A valid resource may still get warnings (never denials), each naming the field and the fix:
 GPU ``monitoringMode`` without ``enableMonitoring``; a nodeSelector that can select the same
@@ -35,20 +18,12 @@ can reach the webhook port could ask, and the resource's status reports it to it
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import pydantic
 
 from deviceplugin_operator import devices
 from deviceplugin_operator.admission import errors, review
-from deviceplugin_operator.devices import kind as device_kind
-from deviceplugin_operator.reconcile import images
-
-_DIGEST = "@sha256:[0-9a-f]{64}"
-_PCI_ID = re.compile(r"0x[0-9a-f]{4}")
+from deviceplugin_operator.reconcile import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,143 +60,10 @@ def default(kind: devices.DeviceKind[Any], obj: object) -> list[review.Operation
 # Validation ------------------------------------------------------------------------------
 
 
-def check_image(image: str, expected: str, minimum: str = device_kind.IMAGE_MIN_VERSION) -> None:
-    """The reference's ``validatePluginImage``: ``<any path>/<expected>`` pinned by digest or
-    tagged with a version >= ``minimum`` (with the fixes above); ``Rejected`` otherwise."""
-    if not re.fullmatch(rf"(?:.*/)?{re.escape(expected)}{_DIGEST}", image):
-        _check_tagged(image, expected, minimum)
-    try:
-        images.ImageRef.parse(image)
-    except ValueError as error:
-        raise errors.Rejected(f"invalid resource: {error}") from None
-
-
-def _check_tagged(image: str, expected: str, minimum: str) -> None:
-    parts = image.rsplit("/", 1)[-1].split(":", 1)
-    if len(parts) != 2:
-        raise errors.Rejected(f'invalid resource: incorrect image field "{image}"')
-    name, tag = parts
-    if name.removesuffix("@sha256") != expected:
-        raise errors.Rejected(
-            f'invalid resource: incorrect image name "{name}". '
-            f"Make sure you use '<vendor>/{expected}'"
-        )
-    tagged = re.fullmatch(rf"(.+){_DIGEST}", tag)
-    if tagged:
-        tag = tagged.group(1)
-    try:
-        version = images.Version.parse(tag)
-    except ValueError as error:
-        raise errors.Rejected(
-            f"invalid resource: {error}: Make sure it's either valid SHA digest or semver tag"
-        ) from None
-    if version < images.Version.parse(minimum):
-        raise errors.Rejected(
-            f'invalid resource: version "{version}" is too low. Should be at least "{minimum}"'
-        )
-
-
-Check = Callable[[devices.DeviceKind[Any], Mapping[str, Any]], None]
-"""One reference check on the spec in wire form (types already checked by the model)."""
-
-
-def _image(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    check_image(spec.get("image") or "", kind.image)
-
-
-def _init_image_if_set(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    if spec.get("initImage") and kind.init_image:
-        check_image(spec["initImage"], kind.init_image)
-
-
-def _config_needs_init_image(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    if spec.get("provisioningConfig") and not spec.get("initImage"):
-        raise errors.Rejected("invalid resource: ProvisioningConfig is set with no InitImage")
-
-
-_QAT_CONFIGURABLE = frozenset({"4xxxvf", "420xxvf", "6xxxvf"})
-
-
-def _qat_config(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    if not spec.get("provisioningConfig"):
-        return
-    _config_needs_init_image(kind, spec)
-    if not _QAT_CONFIGURABLE & set(spec.get("kernelVfDrivers") or ()):
-        raise errors.Rejected(
-            "invalid resource: ProvisioningConfig is available only for 4xxx and 420xx devices"
-        )
-
-
-def _gpu_policy(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    policy = spec.get("preferredAllocationPolicy") or ""
-    if (spec.get("sharedDevNum") or 0) <= 1 and policy in ("packed", "balanced"):
-        raise errors.Rejected(
-            f"invalid resource: '{policy}' PreferredAllocationPolicy is valid only when "
-            "setting sharedDevNum > 1"
-        )
-
-
-def _pci_ids(field: str, label: str) -> Check:
-    def check(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-        value = spec.get(field) or ""
-        if not value:
-            return
-        for item in value.split(","):
-            if not item:
-                raise errors.Rejected(f"invalid resource: Empty PCI Device ID in {label}")
-            if not _PCI_ID.fullmatch(item):
-                raise errors.Rejected(f"invalid resource: Invalid PCI Device ID: {item}")
-
-    return check
-
-
-def _gpu_exclusive_ids(kind: devices.DeviceKind[Any], spec: Mapping[str, Any]) -> None:
-    if spec.get("allowIDs") and spec.get("denyIDs"):
-        raise errors.Rejected("invalid resource: AllowIDs and DenyIDs cannot be used together")
-
-
-CHECKS: Mapping[str, Sequence[Check]] = {
-    "dlb": (_init_image_if_set, _image),
-    "dsa": (_image, _config_needs_init_image, _init_image_if_set),
-    "fpga": (_image, _init_image_if_set),
-    "gpu": (
-        _gpu_policy,
-        _pci_ids("allowIDs", "AllowIDs"),
-        _pci_ids("denyIDs", "DenyIDs"),
-        _gpu_exclusive_ids,
-        _image,
-    ),
-    "iaa": (_image, _config_needs_init_image, _init_image_if_set),
-    "npu": (_image,),
-    "qat": (_init_image_if_set, _qat_config, _image),
-    "sgx": (_image, _init_image_if_set),
-}
-"""Each kind's checks in the reference's order: the first failing one names the problem."""
-
-
-def _parsed(
-    kind: devices.DeviceKind[Any], obj: object
-) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    """The object and its spec in wire form, once the kind's model accepts the spec."""
+def _object(obj: object) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
         raise errors.Rejected("invalid resource: the object is not a JSON object", code=400)
-    try:
-        spec = kind.spec_of(obj)
-    except pydantic.ValidationError as error:
-        raise errors.Rejected(f"invalid resource: {_schema_problem(error)}") from None
-    return obj, spec.wire()
-
-
-def _schema_problem(error: pydantic.ValidationError) -> str:
-    problem = error.errors(include_url=False)[0]
-    field = "spec"
-    for part in problem["loc"]:
-        field += f"[{part}]" if isinstance(part, int) else f".{part}"
-    given = problem.get("input")
-    shown = ""
-    if isinstance(given, str | int | float | bool) or given is None:
-        shown = f" (got {json.dumps(given)[:64]})"
-    return f"{field}: {problem['msg']}{shown}"
+    return obj
 
 
 def validate(
@@ -234,44 +76,13 @@ def validate(
 ) -> list[str]:
     """Judge ``new`` (CREATE, or UPDATE from ``old``): ``Rejected`` with the first problem,
     else the warnings for it. Only the new object is judged, as in the reference."""
-    obj, spec = _parsed(kind, new)
-    for check in CHECKS[kind.name]:
-        check(kind, spec)
-    if allowed_registries:
-        for field in ("image", "initImage"):
-            if spec.get(field):
-                check_registry(spec[field], allowed_registries, f"spec.{field}")
-    return _warnings(kind, obj, spec, context or Context())
-
-
-def _repository(reference: str) -> str:
-    """``registry/path`` with Docker Hub's shorthands spelled out."""
-    image = images.ImageRef.parse(reference)
-    registry = image.registry or "docker.io"
-    if registry in ("index.docker.io", "registry-1.docker.io"):
-        registry = "docker.io"
-    path = image.path
-    if registry == "docker.io" and "/" not in path:
-        path = f"library/{path}"
-    return f"{registry}/{path}"
-
-
-def check_registry(image: str, allowed: Sequence[str], field: str = "spec.image") -> None:
-    """``Rejected`` unless ``image`` comes from one of ``allowed``: a registry host (with
-    port), optionally followed by a path prefix; whole path components are compared."""
+    obj = _object(new)
     try:
-        repository = _repository(image)
-    except ValueError as error:
-        raise errors.Rejected(f"invalid resource: {error}") from None
-    for entry in allowed:
-        prefix = entry.strip().rstrip("/")
-        if prefix and (repository == prefix or repository.startswith(prefix + "/")):
-            return
-    raise errors.Rejected(
-        f'invalid resource: {field} "{image}" is not from an allowed registry '
-        f"({', '.join(allowed)}); use an image from one of them or ask the cluster admin "
-        "to allow its registry (--allowed-image-registries)"
-    )
+        spec = validation.parse(kind, obj)
+        validation.check(kind, spec, allowed_registries=allowed_registries)
+    except validation.Invalid as invalid:
+        raise errors.Rejected(invalid.message) from None
+    return _warnings(kind, obj, spec.wire(), context or Context())
 
 
 # Warnings --------------------------------------------------------------------------------

@@ -273,7 +273,7 @@ class AdmissionServer:
     with a message to retry, never judged against a partial set of mappings.
     ``context_provider`` gathers what validation warnings need (see ``context_provider()``).
     ``allowed_registries`` (empty: any) are the registries, optionally with a path prefix,
-    that plugin and init images must come from (``rules.check_registry``).
+    that plugin and init images must come from (``validation.check_registry``).
     """
 
     def __init__(

@@ -11,6 +11,17 @@ adopted in place when it is the only one, and deleted as a duplicate otherwise. 
 of a deleted resource (its owner is gone, or a resource of the same kind and name has another
 UID: garbage the collector has not reached yet) is deleted at once. Any other DaemonSet of the
 same name is never touched: the resource reports a ``Degraded/NameConflict`` condition.
+
+A spec the validating webhook would refuse (``reconcile.validation``: stored while its kind's
+webhook was not registered) is not rendered: ``Degraded/InvalidSpec`` with the webhook's
+message; no DaemonSet is created from it, and an existing one is left as it is.
+
+A CRD older than the operator (the reference's, which Helm and OLM leave in place) drops
+``status.observedGeneration`` and ``status.conditions`` from every status patch. The first patch
+that comes back without them is reported once per kind (a warning and an ``OutdatedCRD``
+Event naming the fix); from then on they are left out of the comparison, so an unchanged
+status is not patched again. Each status patch still carries them, and one patch per
+``SCHEMA_RECHECK`` does even when nothing changed, so an upgraded CRD is noticed.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pydantic
@@ -27,7 +38,7 @@ from deviceplugin_operator import devices, settings
 from deviceplugin_operator.api import meta, plugin
 from deviceplugin_operator.controller import cache, events, informer
 from deviceplugin_operator.kube import client, errors, objects, resources
-from deviceplugin_operator.reconcile import daemonset, drift, images, status
+from deviceplugin_operator.reconcile import daemonset, drift, images, status, validation
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +47,10 @@ NAME_CONFLICT_RETRY = 30.0
 """Seconds before a blocked resource looks again (the foreign DaemonSet may go away)."""
 MISSING_CONFIG_MAP_RETRY = 15.0
 """Seconds before a resource whose provisioning ConfigMap is missing looks again."""
+SCHEMA_RECHECK = datetime.timedelta(seconds=600)
+"""While the CRD drops status fields, how often one status patch of the kind carries them
+anyway (the periodic resync's period): how an upgraded CRD is noticed when no status changes."""
+CRD_FIX = "kubectl apply --server-side -f deployments/operator/crd/bases"
 
 
 POD_OWNER = "owner-uid"
@@ -84,6 +99,7 @@ class Reconciler:
         *,
         recorder: events.Recorder,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        allowed_registries: Sequence[str] = (),
     ):
         self.kind = kind
         self.config = config
@@ -91,6 +107,15 @@ class Reconciler:
         self.caches = caches
         self.recorder = recorder
         self.clock = clock
+        self.allowed_registries = tuple(allowed_registries)
+        """The validating webhook's registry allow-list (empty: any registry)."""
+        self.crd = f"{kind.plural}.{plugin.GROUP}"
+        self._dropped: frozenset[str] = frozenset()
+        """Status fields the kind's CRD does not keep (an older schema, e.g. the reference's:
+        no ``observedGeneration``, no ``conditions``), as the last status patch showed. They
+        are left out when the wanted status is compared with the stored one."""
+        self._recheck_at: datetime.datetime | None = None
+        """While fields are dropped: when a status patch carries them again, unchanged."""
         self.resource = resources.Resource.of(
             plugin.API_VERSION, kind.kind, kind.plural, namespaced=False
         )
@@ -163,32 +188,44 @@ class Reconciler:
             return None
         uid = objects.uid(resource)
         render_error: str | None = None
+        invalid_spec: str | None = None
         name_conflict: str | None = None
         requeue: float | None = None
-        current: objects.JsonObject | None = None
+        owned = self._owned_daemonsets(uid)
+        current: objects.JsonObject | None = next(iter(owned), None)
+        desired: objects.JsonObject | None = None
+        upgrades: tuple[str, ...] = ()
 
         try:
-            spec = self.kind.spec_of(resource)
-            desired = daemonset.desired_daemonset(self.kind, name, uid, spec, self.config)
-            _, upgrades = images.upgraded_spec(
+            spec = validation.parse(self.kind, resource)
+            raised, upgrades = images.upgraded_spec(
                 spec.model_copy(update={"image": spec.image or self.kind.default_image}),
                 overrides=self.config.image_overrides,
             )
-        except (pydantic.ValidationError, daemonset.RenderError) as error:
-            render_error = _render_message(error)
+            # The webhook's checks, on what would run: a resource stored while its kind's
+            # webhook was not registered was never judged, and its images run privileged.
+            validation.check(self.kind, raised, allowed_registries=self.allowed_registries)
+            desired = daemonset.desired_daemonset(self.kind, name, uid, spec, self.config)
+        except validation.Invalid as invalid:
+            invalid_spec = _invalid_message(invalid.message, current)
+            upgrades = ()
+            log.warning(
+                "Spec refused",
+                extra={"kind": self.kind.kind, "resource": name, "error": invalid.message},
+            )
+        except daemonset.RenderError as error:
+            render_error = str(error)
+            upgrades = ()
             log.warning(
                 "Rendering failed",
                 extra={"kind": self.kind.kind, "resource": name, "error": render_error},
             )
-            desired, upgrades = None, ()
 
-        if render_error is None:
+        if desired is not None:
             render_error = await self._missing_config_map(spec)
             if render_error is not None:
                 requeue = MISSING_CONFIG_MAP_RETRY
 
-        owned = self._owned_daemonsets(uid)
-        current = next(iter(owned), None)
         if desired is not None:
             try:
                 current, name_conflict = await self._apply(resource, desired, owned, upgrades)
@@ -206,7 +243,7 @@ class Reconciler:
             if name_conflict:
                 requeue = min(requeue or NAME_CONFLICT_RETRY, NAME_CONFLICT_RETRY)
 
-        await self._write_status(resource, current, render_error, name_conflict)
+        await self._write_status(resource, current, render_error, name_conflict, invalid_spec)
         return requeue
 
     async def _missing_config_map(self, spec: Any) -> str | None:
@@ -380,6 +417,7 @@ class Reconciler:
         current: objects.JsonObject | None,
         render_error: str | None,
         name_conflict: str | None,
+        invalid_spec: str | None = None,
     ) -> None:
         previous_raw = resource.get("status") or {}
         previous = [
@@ -395,9 +433,11 @@ class Reconciler:
             previous=previous,
             name_conflict=name_conflict,
             render_error=render_error,
+            invalid_spec=invalid_spec,
             overlap=self._overlap_message(resource, current),
         )
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
+        kept = _without(wanted, self._dropped)
         name = objects.name(resource)
         version = objects.resource_version(resource)
         last = self._written.get(name)
@@ -409,23 +449,56 @@ class Reconciler:
         # then (the reconcile after a create, woken by the DaemonSet's ADDED event, or one
         # woken by a pod event before our own status write came back).
         server = previous_raw if last is None else last[1]
-        if _same_status(server, wanted):
+        if _same_status(server, kept) and not self._schema_recheck_due():
             return
-        # Fields that disappeared (e.g. nodeNames when no pod runs) must be removed explicitly
-        # in a merge patch.
-        patch: dict[str, Any] = {key: None for key in server if key not in wanted}
-        patch.update(wanted)
+        patch = _merge_patch(server, wanted)
         try:
             written = await self.kube.patch_status(self.resource, name, {"status": patch})
         except errors.NotFound:
             self._written.pop(name, None)
             return
-        self._written[name] = (version, wanted)
+        # Every patch carries the whole status: what it returns shows which fields the CRD
+        # keeps, so an upgraded CRD is noticed with the next status change.
+        dropped = frozenset(key for key in wanted if key not in (written.get("status") or {}))
+        self._schema_seen(resource, dropped)
+        self._written[name] = (version, _without(wanted, dropped))
         if _beside_status(written) == _beside_status(resource):
             # Only an exact echo: an unconditional merge patch also lands on changes the
             # cache did not show yet (a spec change while its watch was down), and the version
             # it returns may be all a re-list ever shows of them.
             self._wrote(name, name, written)
+
+    def _schema_recheck_due(self) -> bool:
+        """Whether this status patch should carry the dropped fields to see if they stay
+        (taken by one reconcile per ``SCHEMA_RECHECK``)."""
+        if self._recheck_at is None or self.clock() < self._recheck_at:
+            return False
+        self._recheck_at = self.clock() + SCHEMA_RECHECK
+        return True
+
+    def _schema_seen(self, resource: objects.JsonObject, dropped: frozenset[str]) -> None:
+        """Take note of the status fields a patch of ``resource`` showed dropped; a field
+        newly dropped is reported once (log and Event), as fields kept again are."""
+        if dropped == self._dropped:
+            return
+        newly = dropped - self._dropped
+        self._dropped = dropped
+        self._recheck_at = self.clock() + SCHEMA_RECHECK if dropped else None
+        fields = ", ".join(f"status.{field}" for field in sorted(dropped))
+        if newly:
+            message = (
+                f"The API server drops {fields} from every {self.kind.kind}: the CRD "
+                f"{self.crd} is older than this operator (such as the reference operator's, "
+                "which Helm and OLM do not upgrade), so statuses are written without them. "
+                f"Apply this operator's CRDs to get them: {CRD_FIX}"
+            )
+            log.warning(message, extra={"kind": self.kind.kind, "crd": self.crd})
+            self.recorder.warning(resource, "OutdatedCRD", message)
+        elif not dropped:
+            log.info(
+                "The CRD keeps every status field again",
+                extra={"kind": self.kind.kind, "crd": self.crd},
+            )
 
     def _overlap_message(
         self, resource: objects.JsonObject, current: objects.JsonObject | None
@@ -474,14 +547,11 @@ def _retarget(desired: objects.JsonObject, live: objects.JsonObject) -> objects.
     return retargeted
 
 
-def _render_message(error: Exception) -> str:
-    if isinstance(error, pydantic.ValidationError):
-        problems = []
-        for item in error.errors():
-            field = ".".join(str(part) for part in ("spec", *item["loc"]))
-            problems.append(f"{field}: {item['msg']}")
-        return "Invalid spec: " + "; ".join(problems) + ": fix the field in the resource"
-    return str(error)
+def _invalid_message(denial: str, current: objects.JsonObject | None) -> str:
+    if current is None:
+        return f"{denial}: no DaemonSet is created until the spec is fixed"
+    where = f"{objects.namespace(current)}/{objects.name(current)}"
+    return f"{denial}: the DaemonSet {where} is left as it is until the spec is fixed"
 
 
 def _refused_message(error: errors.ApiError) -> str:
@@ -504,6 +574,27 @@ def _parses_as_condition(raw: Any) -> bool:
 
 def _same_status(previous: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return previous == wanted
+
+
+def _merge_patch(server: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes ``server`` into ``wanted``: fields that disappeared must be
+    removed explicitly, also inside objects (e.g. nodeNames when no pod runs, the
+    ``controlledDaemonSet.resourceVersion`` the reference writes), or the stored status never
+    equals the wanted one and each change of the resource brings another patch."""
+    patch: dict[str, Any] = {key: None for key in server if key not in wanted}
+    for key, value in wanted.items():
+        before = server.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = _merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+def _without(status: dict[str, Any], dropped: frozenset[str]) -> dict[str, Any]:
+    if not dropped:
+        return status
+    return {key: value for key, value in status.items() if key not in dropped}
 
 
 _WRITTEN_BY_EVERY_WRITE = frozenset({"resourceVersion", "managedFields"})

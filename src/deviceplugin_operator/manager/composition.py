@@ -95,7 +95,14 @@ class Parts:
             )
             caches = reconciler.Caches(plugins=plugins, daemonsets=self.daemonsets, pods=self.pods)
             controller = controllers.Controller(
-                reconciler.Reconciler(kind, config, kube, caches, recorder=self.recorder),
+                reconciler.Reconciler(
+                    kind,
+                    config,
+                    kube,
+                    caches,
+                    recorder=self.recorder,
+                    allowed_registries=options.allowed_image_registries,
+                ),
                 options.workers,
                 self.metrics,
             )

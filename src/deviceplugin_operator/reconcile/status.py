@@ -6,7 +6,9 @@ Besides the reference's fields (``controlledDaemonSet``, ``desiredNumberSchedule
 * ``Ready``: every node the DaemonSet selects runs a ready plugin pod.
 * ``Progressing``: the DaemonSet is being created or rolled out.
 * ``Degraded``: something needs a person: a foreign object holds the DaemonSet's name, the
-  resource cannot be rendered, a plugin image cannot be pulled, or a plugin keeps crashing.
+  spec is one the validating webhook refuses (``InvalidSpec``: nothing is rendered from it),
+  the resource cannot be rendered, a plugin image cannot be pulled, or a plugin keeps
+  crashing.
 
 Unlike the reference, ``nodeNames`` is sorted and lists only scheduled pods that are neither
 terminating nor finished, and ``controlledDaemonSet`` has no ``resourceVersion`` (it changes with
@@ -40,6 +42,7 @@ def observed_status(
     previous: Sequence[meta.Condition] = (),
     name_conflict: str | None = None,
     render_error: str | None = None,
+    invalid_spec: str | None = None,
     overlap: str | None = None,
 ) -> plugin.DevicePluginStatus:
     """The status of a resource at ``generation``.
@@ -48,7 +51,8 @@ def observed_status(
     of other DaemonSets (all DaemonSets of a kind share the ``app`` label): only those this
     DaemonSet controls count. ``previous`` are the conditions currently in the status, whose
     ``lastTransitionTime`` is kept while their status stays the same. ``name_conflict`` and
-    ``render_error`` are messages for the caller's failures, None when there were none;
+    ``render_error`` are messages for the caller's failures, None when there were none, as is
+    ``invalid_spec`` (the validating webhook's denial of the stored spec);
     ``overlap`` says where another resource of the kind runs a plugin on the same nodes. ``now``
     must be timezone-aware; conditions carry it to the second, as metav1.Time does.
     """
@@ -66,9 +70,13 @@ def observed_status(
     fresh = [
         _ready(daemonset, ds_status, desired, ready),
         _progressing(
-            daemonset, ds_status, desired, ready, blocked=bool(name_conflict or render_error)
+            daemonset,
+            ds_status,
+            desired,
+            ready,
+            blocked=bool(name_conflict or invalid_spec or render_error),
         ),
-        _degraded(live, name_conflict, render_error, overlap),
+        _degraded(live, name_conflict, invalid_spec, render_error, overlap),
     ]
     by_type = {condition.type: condition for condition in previous}
     conditions = [
@@ -133,11 +141,14 @@ def _progressing(
 def _degraded(
     pods: Sequence[Mapping[str, Any]],
     name_conflict: str | None,
+    invalid_spec: str | None,
     render_error: str | None,
     overlap: str | None,
 ) -> _Fresh:
     if name_conflict:
         return DEGRADED, "True", "NameConflict", name_conflict
+    if invalid_spec:
+        return DEGRADED, "True", "InvalidSpec", invalid_spec
     if render_error:
         return DEGRADED, "True", "RenderFailed", render_error
     if overlap:

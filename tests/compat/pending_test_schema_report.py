@@ -1,0 +1,102 @@
+"""PENDING (not collected: the file name does not match ``test_*.py``). Rename it to
+``test_schema_report.py`` once it passes.
+
+State (reconciler.py now reports and stops comparing the dropped fields): the report checks
+pass (one warning per kind, 8 ``OutdatedCRD`` Events, no write in the later window); the
+per-kind bound does not: the DaemonSets of gpu, npu, fpga (and dsa-c) are at generation 2 and
+their pods roll while this operator starts, so their statuses really change (about 30-40
+patches per kind, against 60-75 before the change; the other kinds: 3). The bound needs a
+scenario without that roll, or counting only patches that changed nothing.
+
+On the reference's CRDs, ``status.observedGeneration`` and ``status.conditions`` are not in
+the schema: the API server prunes them from every status patch (observed by
+``test_reference_compat``: only ``controlledDaemonSet``, ``desiredNumberScheduled``,
+``nodeNames``, ``numberReady`` survive). Today the operator neither says so nor stops trying:
+each resource gets a status patch that changes nothing on its first reconcile and after each
+real status change (the pruned status differs from the wanted one again once the cache moves).
+
+What the operator should do (``controller/reconciler.py``, ``_write_status``): when the
+object a status patch returns lacks a field the patch set (``observedGeneration`` or
+``conditions``), remember per kind that the schema prunes it; say so once per kind, as a
+WARNING log record with ``kind`` and ``crd`` (``<plural>.deviceplugin.intel.com``) and a
+message naming the missing fields and the fix (``kubectl apply --server-side -f
+deployments/operator/crd/bases``), and one Warning Event ``OutdatedCRD`` on that resource with
+the same message; from then on leave those fields out of the wanted status, so that an
+unchanged status is never patched again. The reference's four fields keep being written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import pytest
+
+from compat import test_reference_compat as scenario
+from compat.support import THIS_USER, audit_entries, now, writes
+from compat.test_reference_compat import Compat, make_with_reference, wait_settled
+from polling import eventually
+from reliability import fleet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+compat = scenario.compat  # the scenario's module fixture, for this module's own cluster
+
+KINDS = ("dlb", "dsa", "fpga", "gpu", "iaa", "npu", "qat", "sgx")
+REASON = "OutdatedCRD"
+WORKERS = 4
+"""Workers per kind: patches already in flight when the first answer shows the pruning."""
+
+
+def test_a_schema_without_conditions_is_reported_once_and_not_fought(compat: Compat) -> None:
+    cluster = compat.cluster
+    make_with_reference(compat)
+    since = now()
+    process = compat.start_this("schema")
+    try:
+        wait_settled(cluster)
+        time.sleep(5)
+        # A second pass over every resource (a restart would do too): nothing left to write.
+        second = now()
+        time.sleep(20)
+        entries = audit_entries(cluster, [THIS_USER], since)
+        later = audit_entries(cluster, [THIS_USER], second, second + datetime.timedelta(seconds=20))
+    finally:
+        process.terminate()
+
+    records = [
+        r
+        for r in fleet.log_records(process.log)
+        if r.get("level") == "warning" and "deployments/operator/crd/bases" in str(r.get("msg"))
+    ]
+    reported = sorted(str(r.get("kind")) for r in records)
+    assert reported == sorted(f"{dev.capitalize()}DevicePlugin" for dev in KINDS), records
+    for record in records:
+        assert "conditions" in record["msg"], record
+        assert "observedGeneration" in record["msg"], record
+
+    events = eventually(
+        lambda: [
+            e
+            for e in (cluster.api.get("/api/v1/namespaces/default/events") or {}).get("items", [])
+            if e.get("reason") == REASON
+        ],
+        timeout=10,
+        what="the OutdatedCRD Events",
+    )
+    assert len(events) == len(KINDS), [e["involvedObject"] for e in events]
+    assert sorted(e["involvedObject"]["kind"] for e in events) == sorted(
+        f"{dev.capitalize()}DevicePlugin" for dev in KINDS
+    )
+    assert all(e["type"] == "Warning" and e.get("count", 1) == 1 for e in events)
+
+    # Statuses were right (the reference wrote them): only the patches that found out.
+    status_patches = [
+        e for e in writes(entries) if (e.get("objectRef") or {}).get("subresource") == "status"
+    ]
+    per_kind: dict[str, int] = {}
+    for entry in status_patches:
+        resource = entry["objectRef"]["resource"]
+        per_kind[resource] = per_kind.get(resource, 0) + 1
+    assert all(count <= WORKERS for count in per_kind.values()), per_kind
+    assert not writes(later), [e["requestURI"] for e in writes(later)]
