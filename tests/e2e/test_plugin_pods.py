@@ -15,10 +15,12 @@ import contextlib
 import json
 import os
 import pathlib
+import queue
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -82,12 +84,88 @@ def on_real_node(e2e: E2eCluster, feature: str) -> dict[str, str]:
     return {label: "true", "kubernetes.io/hostname": hostname}
 
 
-def degraded(e2e: E2eCluster, plural: str, name: str) -> dict[str, Any] | None:
-    found = e2e.get(plural, name) or {}
-    for condition in (found.get("status") or {}).get("conditions") or ():
-        if condition["type"] == "Degraded" and condition["status"] == "True":
-            return dict(condition)
-    return None
+class DegradedWatch:
+    """The resource's ``Degraded`` condition as each update arrives (``kubectl get --watch``):
+    a polling loop can miss a condition that lasts less than a second."""
+
+    def __init__(self, e2e: E2eCluster, plural: str, name: str):
+        self.process = subprocess.Popen(
+            [
+                "kubectl",
+                f"--kubeconfig={e2e.kubeconfig}",
+                "get",
+                plural,
+                name,
+                "--watch",
+                "-o",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.conditions: queue.Queue[tuple[str, str, str]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.seen: list[tuple[float, str, str, str]] = []
+
+    def _read(self) -> None:
+        """Split the stream of JSON objects; queue each one's Degraded condition."""
+        assert self.process.stdout is not None
+        decoder = json.JSONDecoder()
+        buffer = ""
+        while chunk := self.process.stdout.readline():
+            buffer += chunk
+            while buffer.strip():
+                try:
+                    found, end = decoder.raw_decode(buffer.lstrip())
+                except ValueError:
+                    break
+                buffer = buffer.lstrip()[end:]
+                for condition in (found.get("status") or {}).get("conditions") or ():
+                    if condition["type"] == "Degraded":
+                        self.conditions.put(
+                            (condition["status"], condition["reason"], condition["message"])
+                        )
+
+    def next(self, deadline: float) -> tuple[str, str, str] | None:
+        """The next (status, reason, message), None at the deadline."""
+        try:
+            found = self.conditions.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        self.seen.append((time.monotonic(), *found))
+        return found
+
+    def until(self, reason: str, timeout: float) -> str:
+        """Wait for ``Degraded=True`` with ``reason``; its message."""
+        deadline = time.monotonic() + timeout
+        while (found := self.next(deadline)) is not None:
+            if found[:2] == ("True", reason):
+                return found[2]
+        raise AssertionError(
+            f"no Degraded/{reason} within {timeout:.0f}s; seen: {[s[1:3] for s in self.seen]}"
+        )
+
+    def changes_within(self, seconds: float) -> list[tuple[str, str]]:
+        """Every (status, reason) reported in the next ``seconds``."""
+        deadline = time.monotonic() + seconds
+        changes = []
+        while (found := self.next(deadline)) is not None:
+            changes.append(found[:2])
+        return changes
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@contextlib.contextmanager
+def degraded(e2e: E2eCluster, plural: str, name: str) -> Iterator[DegradedWatch]:
+    watch = DegradedWatch(e2e, plural, name)
+    try:
+        yield watch
+    finally:
+        watch.close()
 
 
 def test_an_image_that_cannot_be_pulled_is_reported(operator: E2eCluster) -> None:
@@ -99,17 +177,10 @@ def test_an_image_that_cannot_be_pulled_is_reported(operator: E2eCluster) -> Non
         {"image": image, "nodeSelector": on_real_node(e2e, "gpu")},
     )
     e2e.apply_until_admitted("-f", "-", input=json.dumps(body))
-    condition = support.eventually(
-        lambda: (
-            (c := degraded(e2e, "gpudeviceplugins", "e2e-unpullable"))
-            and c["reason"] == "ImagePullFailed"
-            and c
-        ),
-        timeout=120,
-        what="Degraded/ImagePullFailed",
-    )
-    assert f"on node {e2e.real_node}" in condition["message"], condition
-    assert image in condition["message"], condition
+    with degraded(e2e, "gpudeviceplugins", "e2e-unpullable") as watch:
+        message = watch.until("ImagePullFailed", timeout=120)
+    assert f"on node {e2e.real_node}" in message, message
+    assert image in message, message
     status = e2e.get("gpudeviceplugins", "e2e-unpullable")["status"]
     assert status["desiredNumberScheduled"] == 1
     assert status["numberReady"] == 0
@@ -146,26 +217,40 @@ def crashing_image(directory: pathlib.Path) -> pathlib.Path:
     )
 
 
-def test_a_plugin_that_exits_is_reported_as_crashing(
-    operator: E2eCluster, tmp_path: pathlib.Path
-) -> None:
+@pytest.fixture(scope="module")
+def crashing(operator: E2eCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A QatDevicePlugin on the real node whose plugin exits 1 at once; its name."""
     e2e = operator
-    e2e.cluster.load_image(crashing_image(tmp_path))
+    e2e.cluster.load_image(crashing_image(tmp_path_factory.mktemp("crashing")))
     body = support.resource(
         "QatDevicePlugin",
         "e2e-crashing",
         {"image": CRASHING_IMAGE, "nodeSelector": on_real_node(e2e, "qat")},
     )
     e2e.apply_until_admitted("-f", "-", input=json.dumps(body))
-    condition = support.eventually(
-        lambda: (
-            (c := degraded(e2e, "qatdeviceplugins", "e2e-crashing"))
-            and c["reason"] == "PluginCrashing"
-            and c
-        ),
-        timeout=180,
-        what="Degraded/PluginCrashing",
-    )
-    assert f"on node {e2e.real_node}" in condition["message"], condition
-    assert CRASHING_IMAGE in condition["message"], condition
+    yield "e2e-crashing"
     e2e.out("delete", "qatdeviceplugin", "e2e-crashing")
+
+
+def test_a_plugin_that_exits_is_reported_as_crashing(operator: E2eCluster, crashing: str) -> None:
+    e2e = operator
+    with degraded(e2e, "qatdeviceplugins", crashing) as watch:
+        message = watch.until("PluginCrashing", timeout=180)
+    assert f"on node {e2e.real_node}" in message, message
+    assert CRASHING_IMAGE in message, message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Degraded/PluginCrashing is read from a waiting container in CrashLoopBackOff only; "
+    "kubelet 1.36 reports such a container as terminated (Error) for most of its back-off, so "
+    "the condition flips back to AsExpected at each restart (and each flip is a status write)",
+)
+def test_a_crashing_plugin_stays_reported_between_restarts(
+    operator: E2eCluster, crashing: str
+) -> None:
+    e2e = operator
+    with degraded(e2e, "qatdeviceplugins", crashing) as watch:
+        watch.until("PluginCrashing", timeout=180)
+        changes = watch.changes_within(45)
+    assert all(change == ("True", "PluginCrashing") for change in changes), changes
