@@ -29,6 +29,8 @@ DEGRADED = "Degraded"
 
 _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 _CRASHING = frozenset({"CrashLoopBackOff"})
+_EXIT_FIELDS = ("exitCode", "reason")
+_CONTAINER_FIELDS = ("name", "image", "ready", "restartCount")
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 _MESSAGE_MAX = 32768
 
@@ -153,27 +155,66 @@ def _degraded(
         return DEGRADED, "True", "RenderFailed", render_error
     if overlap:
         return DEGRADED, "True", "OverlappingNodeSelector", overlap
-    for reasons, reason in ((_PULL_FAILURES, "ImagePullFailed"), (_CRASHING, "PluginCrashing")):
-        failures = [failure for pod in pods for failure in _waiting(pod, reasons)]
+    for reason in ("ImagePullFailed", "PluginCrashing"):
+        failures = [
+            f"Pod {pod['metadata'].get('name')} on node {_node_name(pod)}: container {problem}"
+            for pod in pods
+            for found, problem in _container_problems(pod)
+            if found == reason
+        ]
         if failures:
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             return DEGRADED, "True", reason, failures[0] + more
     return DEGRADED, "False", "AsExpected", "No problem observed"
 
 
-def _waiting(pod: Mapping[str, Any], reasons: frozenset[str]) -> list[str]:
+def _container_problems(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(reason, what) for each container of ``pod`` that cannot pull its image or keeps exiting."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return []  # containers of a pod being deleted exit on purpose
     status = pod.get("status") or {}
-    statuses = [*status.get("initContainerStatuses", ()), *status.get("containerStatuses", ())]
     found = []
-    for container in statuses:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in reasons:
-            found.append(
-                f"Pod {pod['metadata'].get('name')} on node {_node_name(pod)}: container "
-                f"{container.get('name')} ({container.get('image')}) is in {waiting['reason']}"
-                + (f": {waiting['message']}" if waiting.get("message") else "")
-            )
+    for init, statuses in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+        for container in status.get(statuses) or ():
+            if (problem := _container_problem(container, init=init)) is not None:
+                found.append(problem)
     return found
+
+
+def _container_problem(container: Mapping[str, Any], *, init: bool) -> tuple[str, str] | None:
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    what = f"{container.get('name')} ({container.get('image')})"
+    if waiting.get("reason") in _PULL_FAILURES:
+        message = f": {waiting['message']}" if waiting.get("message") else ""
+        return "ImagePullFailed", f"{what} is in {waiting['reason']}{message}"
+    # A crash-looping container shows as waiting in CrashLoopBackOff, as terminated (kubelet
+    # 1.36, for most of its back-off) or as running again but not ready: one message for all
+    # three, so that the condition does not flap, nor its status get written, at each restart.
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    terminated = state.get("terminated") or {}
+    exited = terminated or last
+    restarted = int(container.get("restartCount") or 0) > 0
+    if waiting.get("reason") in _CRASHING:
+        crashing = True
+    elif terminated:
+        # Plugin pods restart always: a plugin that ended, or an init container that failed,
+        # is run again. An init container that exited 0 is done.
+        crashing = not init or terminated.get("exitCode") != 0
+    else:
+        # Running again after a failed run, and not ready yet.
+        crashing = bool(
+            "running" in state
+            and restarted
+            and not container.get("ready")
+            and last.get("exitCode", 0) != 0
+        )
+    if not crashing:
+        return None
+    code = exited.get("exitCode")
+    why = f", {exited['reason']}" if exited.get("reason") else ""
+    exit_text = f" (last exit code {code}{why})" if code is not None else ""
+    return "PluginCrashing", f"{what} keeps exiting{exit_text}"
 
 
 def _transitioned(
@@ -228,10 +269,20 @@ def pod_essentials(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def _container_essentials(container: Mapping[str, Any]) -> dict[str, Any]:
-    kept = {key: container[key] for key in ("name", "image") if key in container}
-    waiting = (container.get("state") or {}).get("waiting")
-    if waiting:
-        kept["state"] = {"waiting": waiting}
+    kept = {
+        key: container[key]
+        for key in ("name", "image", "ready", "restartCount")
+        if key in container
+    }
+    state = container.get("state") or {}
+    for kind, fields in (("waiting", ("reason", "message")), ("terminated", _EXIT_FIELDS)):
+        if state.get(kind) is not None:
+            kept["state"] = {kind: {key: state[kind][key] for key in fields if key in state[kind]}}
+    if "running" in state:
+        kept["state"] = {"running": {}}
+    last = (container.get("lastState") or {}).get("terminated")
+    if last:
+        kept["lastState"] = {"terminated": {key: last[key] for key in _EXIT_FIELDS if key in last}}
     return kept
 
 
@@ -241,19 +292,7 @@ def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
     readiness the DaemonSet's own status already counts) needs no reconcile."""
     meta_ = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    waiting = tuple(
-        (
-            container.get("name"),
-            container.get("image"),
-            ((container.get("state") or {}).get("waiting") or {}).get("reason"),
-            ((container.get("state") or {}).get("waiting") or {}).get("message"),
-        )
-        for container in (
-            *status.get("initContainerStatuses", ()),
-            *status.get("containerStatuses", ()),
-        )
-        if (container.get("state") or {}).get("waiting")
-    )
+    problems = tuple(_container_problems(pod))
     owners = tuple(
         (owner.get("controller"), owner.get("kind"), owner.get("uid"), owner.get("name"))
         for owner in meta_.get("ownerReferences", ())
@@ -264,7 +303,7 @@ def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
         _node_name(pod),
         bool(meta_.get("deletionTimestamp")),
         status.get("phase") in _FINISHED_PHASES,
-        waiting,
+        problems,
     )
 
 

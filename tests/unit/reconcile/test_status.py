@@ -236,6 +236,60 @@ def test_init_container_pull_failure_and_crash_loop() -> None:
     assert conditions(result)["Degraded"] == ("True", "PluginCrashing")
 
 
+def crash_pod(name: str, state: dict[str, Any], *, ready: bool = False, init: bool = False) -> Any:
+    """A plugin pod whose container exited 1 before and is now in ``state``."""
+    base = pod(name, f"node-{name}")
+    container = {
+        "name": "init" if init else "intel-gpu-plugin",
+        "image": "intel/intel-gpu-plugin:0.99.0",
+        "ready": ready,
+        "restartCount": 4,
+        "state": state,
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }
+    base["status"]["initContainerStatuses" if init else "containerStatuses"] = [container]
+    return base
+
+
+CRASH_LOOP_STATES = {
+    "waiting in back-off": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+    "terminated (kubelet 1.36 during back-off)": {
+        "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-07-01T12:00:00Z"}
+    },
+    "running again, not ready": {"running": {"startedAt": "2026-07-01T12:00:10Z"}},
+}
+
+
+def test_a_crash_loop_is_one_message_in_each_of_its_states() -> None:
+    """kubelet shows a crash-looping plugin as waiting, terminated or running-not-ready in
+    turn: each is PluginCrashing with the same message, so its status is written once."""
+    messages = set()
+    for state in CRASH_LOOP_STATES.values():
+        for init in (False, True):
+            result = status.observed_status(
+                daemonset(ready=1), [crash_pod("a", state, init=init)], generation=1, now=NOW
+            )
+            degraded = next(c for c in result.conditions if c.type == "Degraded")
+            assert (degraded.status, degraded.reason) == ("True", "PluginCrashing"), state
+            assert "on node node-a" in degraded.message
+            assert "keeps exiting (last exit code 1, Error)" in degraded.message
+            messages.add((init, degraded.message))
+    assert len(messages) == 2  # one per container kind, not one per state
+    trimmed = [status.pod_essentials(crash_pod("a", state)) for state in CRASH_LOOP_STATES.values()]
+    assert len({status.pod_inputs(p) for p in trimmed}) == 1
+
+
+def test_a_plugin_running_ready_again_or_an_init_container_done_is_no_crash() -> None:
+    healthy = [
+        crash_pod("a", {"running": {}}, ready=True),
+        crash_pod("b", {"terminated": {"exitCode": 0, "reason": "Completed"}}, init=True),
+    ]
+    deleting = crash_pod("c", {"terminated": {"exitCode": 137, "reason": "Error"}})
+    deleting["metadata"]["deletionTimestamp"] = "2026-07-01T11:59:00Z"
+    result = status.observed_status(daemonset(ready=1), [*healthy, deleting], generation=1, now=NOW)
+    assert conditions(result)["Degraded"] == ("False", "AsExpected")
+
+
 def test_pull_failures_of_other_daemonsets_pods_do_not_count() -> None:
     pods = [pod("x", "node-x", owner_uid="other", waiting="ErrImagePull")]
     result = status.observed_status(daemonset(), pods, generation=1, now=NOW)
@@ -316,6 +370,7 @@ def _rich(base: dict[str, Any]) -> dict[str, Any]:
         pod("e", "node-e", waiting="CrashLoopBackOff"),
         pod("f", "node-f", init_waiting="ImagePullBackOff"),
         pod("g", "node-g", owner_uid="other"),
+        *(crash_pod(f"h{i}", state) for i, state in enumerate(CRASH_LOOP_STATES.values())),
     ],
 )
 def test_pod_essentials_keep_everything_the_status_reads(base: dict[str, Any]) -> None:
