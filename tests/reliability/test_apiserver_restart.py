@@ -31,11 +31,21 @@ MAX_WARNINGS_PER_OUTAGE = 150
 QUIET_WINDOW = 3.0
 
 
+QUIET_WITHIN = 30.0
+
+
 def assert_quiet(log: pathlib.Path) -> None:
-    """Nothing more is logged at warning level once the cluster converged."""
-    before = warnings_in(log)
-    time.sleep(QUIET_WINDOW)
-    assert warnings_in(log) == before, f"warnings go on after convergence; see {log}"
+    """Logging at warning level stops once the cluster converged: a window of ``QUIET_WINDOW``
+    seconds with nothing new comes within ``QUIET_WITHIN``. An informer of a kind the churn does
+    not touch may still log its last back-off reconnect just after the resources converged
+    (seen once: 89 then 90); an error loop never falls quiet."""
+    deadline = time.monotonic() + QUIET_WITHIN
+    while True:
+        before = warnings_in(log)
+        time.sleep(QUIET_WINDOW)
+        if warnings_in(log) == before:
+            return
+        assert time.monotonic() < deadline, f"warnings go on after convergence; see {log}"
 
 
 def warnings_in(log: pathlib.Path) -> int:
