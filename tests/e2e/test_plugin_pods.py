@@ -240,13 +240,6 @@ def test_a_plugin_that_exits_is_reported_as_crashing(operator: E2eCluster, crash
     assert CRASHING_IMAGE in message, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Degraded/PluginCrashing flips back to AsExpected for a moment after each restart: "
-    "kubelet 1.36 reports the restarted container running and ready (QAT's DaemonSet has no "
-    "readiness probe) with restartCount > 0 and lastState terminated (exit 1) until it exits "
-    "again; each flip is a status write",
-)
 def test_a_crashing_plugin_stays_reported_between_restarts(
     operator: E2eCluster, crashing: str
 ) -> None:

@@ -31,6 +31,9 @@ _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageNam
 _CRASHING = frozenset({"CrashLoopBackOff"})
 _EXIT_FIELDS = ("exitCode", "reason")
 _CONTAINER_FIELDS = ("name", "image", "ready", "restartCount")
+_CRASH_RECOVERY = datetime.timedelta(minutes=10)
+"""How long a plugin restarted after a failed run must run before it no longer counts as
+crashing: kubelet resets a container's restart back-off after 10 minutes of running."""
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 _MESSAGE_MAX = 32768
 
@@ -78,7 +81,7 @@ def observed_status(
             ready,
             blocked=bool(name_conflict or invalid_spec or render_error),
         ),
-        _degraded(live, name_conflict, invalid_spec, render_error, overlap),
+        _degraded(live, name_conflict, invalid_spec, render_error, overlap, now=now),
     ]
     by_type = {condition.type: condition for condition in previous}
     conditions = [
@@ -146,6 +149,8 @@ def _degraded(
     invalid_spec: str | None,
     render_error: str | None,
     overlap: str | None,
+    *,
+    now: datetime.datetime,
 ) -> _Fresh:
     if name_conflict:
         return DEGRADED, "True", "NameConflict", name_conflict
@@ -159,7 +164,7 @@ def _degraded(
         failures = [
             f"Pod {pod['metadata'].get('name')} on node {_node_name(pod)}: container {problem}"
             for pod in pods
-            for found, problem in _container_problems(pod)
+            for found, problem in _container_problems(pod, now)
             if found == reason
         ]
         if failures:
@@ -168,7 +173,9 @@ def _degraded(
     return DEGRADED, "False", "AsExpected", "No problem observed"
 
 
-def _container_problems(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _container_problems(
+    pod: Mapping[str, Any], now: datetime.datetime | None
+) -> list[tuple[str, str]]:
     """(reason, what) for each container of ``pod`` that cannot pull its image or keeps exiting."""
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return []  # containers of a pod being deleted exit on purpose
@@ -176,12 +183,14 @@ def _container_problems(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = []
     for init, statuses in ((True, "initContainerStatuses"), (False, "containerStatuses")):
         for container in status.get(statuses) or ():
-            if (problem := _container_problem(container, init=init)) is not None:
+            if (problem := _container_problem(container, init=init, now=now)) is not None:
                 found.append(problem)
     return found
 
 
-def _container_problem(container: Mapping[str, Any], *, init: bool) -> tuple[str, str] | None:
+def _container_problem(
+    container: Mapping[str, Any], *, init: bool, now: datetime.datetime | None
+) -> tuple[str, str] | None:
     state = container.get("state") or {}
     waiting = state.get("waiting") or {}
     what = f"{container.get('name')} ({container.get('image')})"
@@ -189,26 +198,28 @@ def _container_problem(container: Mapping[str, Any], *, init: bool) -> tuple[str
         message = f": {waiting['message']}" if waiting.get("message") else ""
         return "ImagePullFailed", f"{what} is in {waiting['reason']}{message}"
     # A crash-looping container shows as waiting in CrashLoopBackOff, as terminated (kubelet
-    # 1.36, for most of its back-off) or as running again but not ready: one message for all
-    # three, so that the condition does not flap, nor its status get written, at each restart.
+    # 1.36, for most of its back-off) or as running again (ready at once without a readiness
+    # probe) after a failed run: one message for all three, so that the condition does not
+    # flap, nor its status get written, at each restart. A run that outlasts kubelet's back-off
+    # reset counts as recovered (the periodic resync re-reads it).
     last = (container.get("lastState") or {}).get("terminated") or {}
     terminated = state.get("terminated") or {}
     exited = terminated or last
-    restarted = int(container.get("restartCount") or 0) > 0
     if waiting.get("reason") in _CRASHING:
         crashing = True
     elif terminated:
         # Plugin pods restart always: a plugin that ended, or an init container that failed,
         # is run again. An init container that exited 0 is done.
         crashing = not init or terminated.get("exitCode") != 0
-    else:
-        # Running again after a failed run, and not ready yet.
-        crashing = bool(
-            "running" in state
-            and restarted
-            and not container.get("ready")
-            and last.get("exitCode", 0) != 0
+    elif "running" in state and last.get("exitCode", 0) != 0:
+        started = _timestamp((state.get("running") or {}).get("startedAt"))
+        crashing = (
+            now is None  # the time-free view of pod_inputs: a change of this is an input
+            or started is None
+            or now - started < _CRASH_RECOVERY
         )
+    else:
+        crashing = False
     if not crashing:
         return None
     code = exited.get("exitCode")
@@ -279,7 +290,8 @@ def _container_essentials(container: Mapping[str, Any]) -> dict[str, Any]:
         if state.get(kind) is not None:
             kept["state"] = {kind: {key: state[kind][key] for key in fields if key in state[kind]}}
     if "running" in state:
-        kept["state"] = {"running": {}}
+        started = (state["running"] or {}).get("startedAt")
+        kept["state"] = {"running": {"startedAt": started} if started else {}}
     last = (container.get("lastState") or {}).get("terminated")
     if last:
         kept["lastState"] = {"terminated": {key: last[key] for key in _EXIT_FIELDS if key in last}}
@@ -292,7 +304,7 @@ def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
     readiness the DaemonSet's own status already counts) needs no reconcile."""
     meta_ = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    problems = tuple(_container_problems(pod))
+    problems = tuple(_container_problems(pod, None))
     owners = tuple(
         (owner.get("controller"), owner.get("kind"), owner.get("uid"), owner.get("name"))
         for owner in meta_.get("ownerReferences", ())
@@ -336,3 +348,12 @@ def _reference(daemonset: Mapping[str, Any]) -> meta.ObjectReference:
         namespace=ds_meta.get("namespace"),
         uid=ds_meta.get("uid"),
     )
+
+
+def _timestamp(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -256,7 +256,7 @@ CRASH_LOOP_STATES = {
     "terminated (kubelet 1.36 during back-off)": {
         "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-07-01T12:00:00Z"}
     },
-    "running again, not ready": {"running": {"startedAt": "2026-07-01T12:00:10Z"}},
+    "running again": {"running": {"startedAt": "2026-07-01T12:00:10Z"}},
 }
 
 
@@ -279,14 +279,28 @@ def test_a_crash_loop_is_one_message_in_each_of_its_states() -> None:
     assert len({status.pod_inputs(p) for p in trimmed}) == 1
 
 
-def test_a_plugin_running_ready_again_or_an_init_container_done_is_no_crash() -> None:
-    healthy = [
-        crash_pod("a", {"running": {}}, ready=True),
-        crash_pod("b", {"terminated": {"exitCode": 0, "reason": "Completed"}}, init=True),
-    ]
+def test_a_plugin_running_again_counts_as_crashing_until_it_outlasts_the_back_off() -> None:
+    """Without a readiness probe a restarted plugin is ready at once (kubelet 1.36): it still
+    counts as crashing until it has run for kubelet's 10-minute back-off reset."""
+    started = NOW - datetime.timedelta(minutes=3)
+    running = {"running": {"startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    for ready in (False, True):
+        result = status.observed_status(
+            daemonset(ready=1), [crash_pod("a", running, ready=ready)], generation=1, now=NOW
+        )
+        assert conditions(result)["Degraded"] == ("True", "PluginCrashing")
+    later = NOW + datetime.timedelta(minutes=8)
+    result = status.observed_status(
+        daemonset(ready=1), [crash_pod("a", running, ready=True)], generation=1, now=later
+    )
+    assert conditions(result)["Degraded"] == ("False", "AsExpected")
+
+
+def test_an_init_container_done_or_a_pod_being_deleted_is_no_crash() -> None:
+    done = crash_pod("b", {"terminated": {"exitCode": 0, "reason": "Completed"}}, init=True)
     deleting = crash_pod("c", {"terminated": {"exitCode": 137, "reason": "Error"}})
     deleting["metadata"]["deletionTimestamp"] = "2026-07-01T11:59:00Z"
-    result = status.observed_status(daemonset(ready=1), [*healthy, deleting], generation=1, now=NOW)
+    result = status.observed_status(daemonset(ready=1), [done, deleting], generation=1, now=NOW)
     assert conditions(result)["Degraded"] == ("False", "AsExpected")
 
 
