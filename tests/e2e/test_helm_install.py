@@ -183,29 +183,37 @@ def test_long_release_namespace(empty: E2eCluster, helm: pathlib.Path) -> None:
     assert left_after_uninstall(e2e) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/install.md offers --set namespace.create=true instead of creating the "
-    "namespace first, but Helm 3 writes its release record into the namespace before any "
-    "template: 'namespaces \"...\" not found'",
-)
-def test_namespace_create_value_creates_the_release_namespace(
+def test_rendered_chart_with_its_namespace_applies_and_deletes_cleanly(
     empty: E2eCluster, helm: pathlib.Path
 ) -> None:
-    namespace = "e2e-namespace-create"
-    completed = run_helm(
-        empty,
+    """``namespace.create=true`` is for ``helm template | kubectl apply`` (GitOps): the
+    Namespace comes first, with its Pod Security labels. (``helm install`` stores its release
+    record in the namespace before any template, so there it must exist already.)"""
+    e2e = empty
+    namespace = "e2e-rendered"
+    rendered = run_helm(
+        e2e,
         helm,
-        "install",
+        "template",
         RELEASE,
         str(CHART),
         f"--namespace={namespace}",
+        "--include-crds",
         "--set=namespace.create=true",
         *image_values(),
-        check=False,
+    ).stdout
+    e2e.out("apply", "--server-side", "-f", "-", input=rendered)
+    created = e2e.get("namespace", namespace)
+    assert created["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    check_runs(e2e, namespace)
+    converge_gpu_sample_in(e2e, namespace)
+    e2e.out("delete", "-f", str(support.sample_file("gpu")))
+    e2e.out("delete", "--wait=false", "-f", "-", input=rendered)
+    support.eventually(
+        lambda: not left_after_uninstall(e2e),
+        timeout=180,
+        what="kubectl delete of the rendered chart to remove everything",
     )
-    assert completed.returncode == 0, completed.stderr
-    run_helm(empty, helm, "uninstall", RELEASE, f"--namespace={namespace}", "--wait")
 
 
 def converge_gpu_sample_in(e2e: E2eCluster, namespace: str) -> None:
