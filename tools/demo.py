@@ -88,7 +88,7 @@ def register_webhooks(kubeconfig: pathlib.Path, port: int) -> None:
         return {"url": f"https://127.0.0.1:{port}{path}"}
 
     for configuration in webhooks.configurations(
-        devices.KINDS.values(), url, prefix="intel-deviceplugins-", operator_namespace=NAMESPACE
+        devices.KINDS.values(), url, prefix="intel-deviceplugins-"
     ):
         path = CLUSTER_DIR / f"{configuration['metadata']['name']}.json"
         path.write_text(json.dumps(configuration))

@@ -59,9 +59,7 @@ async def webhooked(
     def url(path: str) -> dict[str, Any]:
         return {"url": f"https://127.0.0.1:{port}{path}"}
 
-    for configuration in webhooks.configurations(
-        devices.KINDS.values(), url, prefix=PREFIX, operator_namespace=OPERATOR_NAMESPACE
-    ):
+    for configuration in webhooks.configurations(devices.KINDS.values(), url, prefix=PREFIX):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(configuration))
     kube = await client.connect(cluster.kubeconfig)
     options = manager.Options(

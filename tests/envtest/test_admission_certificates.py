@@ -120,9 +120,7 @@ async def start_operator(
             config["caBundle"] = base64.b64encode(ca_bundle).decode()
         return config
 
-    for configuration in webhooks.configurations(
-        [devices.KINDS["gpu"]], url, prefix=prefix, operator_namespace=namespace
-    ):
+    for configuration in webhooks.configurations([devices.KINDS["gpu"]], url, prefix=prefix):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(configuration))
     kube = await client.connect(cluster.kubeconfig)
     options = manager.Options(

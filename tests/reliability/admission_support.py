@@ -44,7 +44,6 @@ def registered_webhooks(
     cluster: TestCluster,
     port: int,
     prefix: str,
-    operator_namespace: str,
     device_names: Iterable[str],
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """The operator's webhook configurations for ``device_names`` at 127.0.0.1:``port``,
@@ -54,9 +53,7 @@ def registered_webhooks(
         return {"url": f"https://127.0.0.1:{port}{path}"}
 
     chosen = [devices.KINDS[name] for name in device_names]
-    configurations = webhooks.configurations(
-        chosen, url, prefix=prefix, operator_namespace=operator_namespace
-    )
+    configurations = webhooks.configurations(chosen, url, prefix=prefix)
     try:
         for configuration in configurations:
             cluster.kubectl("apply", "-f", "-", input=json.dumps(configuration))

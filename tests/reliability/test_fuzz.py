@@ -81,7 +81,7 @@ def fuzzed(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         webhook_secret=SECRET,
     )
     try:
-        with registered_webhooks(cluster, operator.webhook_port, PREFIX, namespace, devices.KINDS):
+        with registered_webhooks(cluster, operator.webhook_port, PREFIX, devices.KINDS):
             operator.wait_ready()
             wait_webhooks_serving(cluster, namespace, SECRET, PREFIX)
             yield Fuzzed(operator, namespace)

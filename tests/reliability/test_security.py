@@ -146,7 +146,7 @@ def secured(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> I
             log_format="text",
         )
         try:
-            with registered_webhooks(cluster, operator.webhook_port, PREFIX, namespace, ["gpu"]):
+            with registered_webhooks(cluster, operator.webhook_port, PREFIX, ["gpu"]):
                 operator.wait_ready()
                 wait_webhooks_serving(cluster, namespace, SECRET, PREFIX)
                 yield Secured(operator, namespace, secrets)

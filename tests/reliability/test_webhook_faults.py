@@ -86,7 +86,7 @@ def running(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     state = Running(operator, namespace, users)
     try:
-        with registered_webhooks(cluster, operator.webhook_port, PREFIX, namespace, DEVICES):
+        with registered_webhooks(cluster, operator.webhook_port, PREFIX, DEVICES):
             operator.wait_ready()
             wait_webhooks_serving(cluster, namespace, SECRET, PREFIX)
             yield state

@@ -99,14 +99,8 @@ def configurations(
     client_config: ClientConfig = service_client_config,
     *,
     prefix: str = "",
-    operator_namespace: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(MutatingWebhookConfiguration, ValidatingWebhookConfiguration) for ``kinds``.
-
-    ``operator_namespace`` is ignored: the Pod mutators no longer leave the operator's
-    namespace out (kept so that callers written for that still work; to be removed).
-    """
-    del operator_namespace
+    """(MutatingWebhookConfiguration, ValidatingWebhookConfiguration) for ``kinds``."""
     chosen = sorted(kinds, key=lambda kind: kind.name)
     mutating_hooks = [
         _webhook(f"m{kind.singular}.kb.io", kind.mutate_path, kind, client_config)

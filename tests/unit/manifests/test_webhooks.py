@@ -115,5 +115,5 @@ def test_pod_mutators_see_every_namespace_as_the_references(device: str) -> None
     # The operator's own namespace included: its matchConditions keep the operator's and the
     # plugins' pods (which ask for no device resource) away, not a namespaceSelector.
     assert "namespaceSelector" not in pod_hook(device)
-    mutating, _ = webhooks.configurations([devices.KINDS[device]], operator_namespace="ops")
+    mutating, _ = webhooks.configurations([devices.KINDS[device]])
     assert all("namespaceSelector" not in h for h in mutating["webhooks"])
