@@ -18,10 +18,11 @@ import pytest
 from bench import reference as bench_reference
 
 from clusters import TestCluster
+from reliability import audit
+from reliability.audit import WRITE_VERBS, when
 
 REFERENCE_USER = "compat-reference"
 THIS_USER = "compat-this"
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +55,6 @@ def module_dir(version: str) -> pathlib.Path:
 
 
 # The audit log ---------------------------------------------------------------------------------
-def when(stamp: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -70,22 +67,8 @@ def audit_entries(
 ) -> list[dict[str, Any]]:
     """Completed requests of ``users`` received in [since, until)."""
     time.sleep(1.0)  # the apiserver writes the audit log asynchronously
-    marks = tuple(f'"{user}"' for user in users)
-    entries = []
-    with cluster.cluster.audit_log.open(errors="replace") as lines:
-        for line in lines:
-            if not any(mark in line for mark in marks):
-                continue
-            entry = json.loads(line)
-            if entry.get("stage") != "ResponseComplete":
-                continue
-            if entry["user"]["username"] not in users:
-                continue
-            received = when(entry["requestReceivedTimestamp"])
-            if received < since or (until is not None and received >= until):
-                continue
-            entries.append(entry)
-    return entries
+    found = audit.entries(cluster.cluster.audit_log, users, since)
+    return [e for e in found if until is None or when(e["requestReceivedTimestamp"]) < until]
 
 
 def writes(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
