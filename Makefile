@@ -1,4 +1,4 @@
-# One command per target; `make help` lists them. Contracts: ../shared/design/contracts.md.
+# One command per target; `make help` lists them. Layout and layers: docs/architecture.md.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -25,7 +25,7 @@ $(INSTALLED): pyproject.toml tools/localcluster/pyproject.toml
 
 venv: $(INSTALLED) ## Create the virtualenv and install the project with its dev tools
 
-binaries: venv ## Build (first time, ~10 min) or reuse the control-plane binaries
+binaries: venv ## Build (first time, ~6 min on 2 cores) or reuse the control-plane binaries
 	$(BIN)/localcluster build
 
 cluster: venv ## Start or reuse the local control plane with NODES fake Intel nodes
@@ -34,7 +34,7 @@ cluster: venv ## Start or reuse the local control plane with NODES fake Intel no
 cluster-down: venv ## Stop the local control plane and remove its state
 	$(BIN)/localcluster --dir $(CLUSTER_DIR) down
 
-helm: venv ## Build (first time, ~2-4 min) or reuse helm for the chart tests
+helm: venv ## Build (first time, ~1 min) or reuse helm for the chart tests
 	$(BIN)/python tools/helm.py
 
 system-packages: ## Debian packages for the image build and the real node (a no-op when present)
@@ -61,11 +61,13 @@ demo-down: venv ## Stop what make demo or make demo-incluster started
 run: venv ## Run the operator from source against the current KUBECONFIG
 	$(BIN)/deviceplugin-operator run $(RUN_ARGS)
 
-generate: venv ## Regenerate CRDs, RBAC and webhook manifests from the code
+generate: venv ## Regenerate CRDs, RBAC and webhook manifests and the docs' generated blocks
 	$(BIN)/python -m deviceplugin_operator.manifests write deployments/operator
+	$(BIN)/python tools/docs.py write
 
-verify: venv ## Fail when the generated manifests are stale
+verify: venv ## Fail when the generated manifests or docs blocks are stale
 	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator
+	$(BIN)/python tools/docs.py check
 
 IMAGE ?= docker.io/intel/intel-deviceplugin-operator-py:devel
 # docker, podman or buildah; empty: docker if its daemon answers, else podman, else buildah
