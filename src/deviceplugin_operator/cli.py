@@ -498,6 +498,14 @@ def _parser() -> argparse.ArgumentParser:
         help="time between level-triggered re-reconciles of every CR (seconds or a duration "
         "such as 10m; 0 turns it off; default 600)",
     )
+    run.add_argument(
+        "--devices-grace-period",
+        type=parse_duration,
+        default=300.0,
+        metavar="DURATION",
+        help="how long a plugin pod may be ready on a node that advertises none of its "
+        "devices before the DevicesAdvertised condition reports the node (default 5m)",
+    )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument(
         "-v",
@@ -628,6 +636,7 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         metrics_cert_key=args.metrics_cert_key,
         leader_election=build_election(args, environ),
         resync_period=args.resync_period,
+        devices_grace_period=args.devices_grace_period,
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,

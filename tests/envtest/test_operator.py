@@ -172,7 +172,7 @@ async def test_sample_becomes_its_daemonset_with_status(
     assert conditions["Degraded"]["status"] == "False"
 
     table = cluster.kubectl("get", kind.plural, cr_name).stdout.splitlines()
-    assert table[0].split() == ["NAME", "DESIRED", "READY", "NODE", "SELECTOR", "AGE"]
+    assert table[0].split() == ["NAME", "DESIRED", "READY", "DEVICES", "NODE", "SELECTOR", "AGE"]
     assert table[1].split()[:3] == [cr_name, str(len(nodes)), str(len(nodes))]
 
 

@@ -41,6 +41,22 @@ class DevicePluginSpecWithInitImage(DevicePluginSpec):
     """InitImage is a container image with tools that prepare each node for the plugin."""
 
 
+class AdvertisedDevice(wire.Model):
+    """One extended resource of the kind's domain, summed over the nodes its plugin pods run on."""
+
+    resource: str
+    """The extended resource, e.g. gpu.intel.com/i915 or fpga.intel.com/af-<id>."""
+
+    capacity: wire.Int64
+    """Sum of the nodes' status.capacity of the resource."""
+
+    allocatable: wire.Int64
+    """Sum of the nodes' status.allocatable of the resource."""
+
+    nodes: wire.Int32
+    """How many of those nodes advertise more than zero of it (capacity)."""
+
+
 class DevicePluginStatus(wire.Model):
     """DevicePluginStatus defines the observed state of a device plugin."""
 
@@ -80,4 +96,25 @@ class DevicePluginStatus(wire.Model):
         | None
     ) = None
     """Conditions: Ready (every selected node runs a ready plugin pod), Progressing (the
-    DaemonSet is rolling out) and Degraded (something needs attention, see the reason)."""
+    DaemonSet is rolling out), Degraded (something needs attention, see the reason) and
+    DevicesAdvertised (every node with a ready plugin pod advertises a resource of the
+    kind's domain)."""
+
+    devices: (
+        Annotated[
+            list[AdvertisedDevice],
+            pydantic.Field(
+                json_schema_extra={
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["resource"],
+                }
+            ),
+        ]
+        | None
+    ) = None
+    """The extended resources of the kind's domain that the nodes running its plugin pods
+    advertise, one entry per resource name, sorted."""
+
+    device_totals: str | None = None
+    """The devices' allocatable totals in short (i915=6, millicores=6000), "none" when no
+    node advertises one: the DEVICES column of kubectl get."""

@@ -80,11 +80,13 @@ reconcile cost O(pods) and convergence O(pods²) with thousands of plugin pods."
 @dataclasses.dataclass(frozen=True)
 class Caches:
     """The informers a reconciler reads: its kind's resources, DaemonSets and plugin pods,
-    the latter two with ``DAEMONSET_INDEXERS`` and ``POD_INDEXERS``."""
+    the latter two with ``DAEMONSET_INDEXERS`` and ``POD_INDEXERS``, and the nodes (each
+    kept as ``status.node_essentials``: what they advertise of the Intel domains)."""
 
     plugins: informer.Informer
     daemonsets: informer.Informer
     pods: informer.Informer
+    nodes: informer.Informer
 
 
 class Reconciler:
@@ -100,6 +102,7 @@ class Reconciler:
         recorder: events.Recorder,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         allowed_registries: Sequence[str] = (),
+        devices_grace: datetime.timedelta = status.DEVICES_GRACE,
     ):
         self.kind = kind
         self.config = config
@@ -109,6 +112,9 @@ class Reconciler:
         self.clock = clock
         self.allowed_registries = tuple(allowed_registries)
         """The validating webhook's registry allow-list (empty: any registry)."""
+        self.devices_grace = devices_grace
+        """How long a ready plugin may advertise no device before ``DevicesAdvertised``
+        reports its node."""
         self.crd = f"{kind.plural}.{plugin.GROUP}"
         self._dropped: frozenset[str] = frozenset()
         """Status fields the kind's CRD does not keep (an older schema, e.g. the reference's:
@@ -162,6 +168,11 @@ class Reconciler:
         ):
             return str(owner.get("name"))
         return None
+
+    def node_devices(self, node: objects.JsonObject | None) -> status.NodeDevices:
+        """What the status of a resource of this kind reads of ``node``: its figures for the
+        kind's resource domain."""
+        return status.node_devices(node, self.kind.resource_domain)
 
     def owner_of_pod(self, pod: objects.JsonObject) -> str | None:
         """Name of the resource of this kind whose DaemonSet controls ``pod``."""
@@ -243,7 +254,11 @@ class Reconciler:
             if name_conflict:
                 requeue = min(requeue or NAME_CONFLICT_RETRY, NAME_CONFLICT_RETRY)
 
-        await self._write_status(resource, current, render_error, name_conflict, invalid_spec)
+        recheck = await self._write_status(
+            resource, current, render_error, name_conflict, invalid_spec
+        )
+        if recheck is not None:
+            requeue = recheck if requeue is None else min(requeue, recheck)
         return requeue
 
     async def _missing_config_map(self, spec: Any) -> str | None:
@@ -418,23 +433,43 @@ class Reconciler:
         render_error: str | None,
         name_conflict: str | None,
         invalid_spec: str | None = None,
-    ) -> None:
+    ) -> float | None:
+        """Patch the status when it changed; seconds until it must be looked at again
+        (a node without devices whose grace period ends), if any."""
         previous_raw = resource.get("status") or {}
         previous = [
             meta.Condition.model_validate(c)
             for c in previous_raw.get("conditions") or []
             if _parses_as_condition(c)
         ]
+        pods = [] if current is None else self.caches.pods.by_index(POD_OWNER, objects.uid(current))
+        nodes = {
+            name: node
+            for name in {where for pod in pods for where in pod_node(pod)}
+            if (node := self.caches.nodes.get(name)) is not None
+        }
+        now = self.clock()
         observed = status.observed_status(
             current,
-            [] if current is None else self.caches.pods.by_index(POD_OWNER, objects.uid(current)),
+            pods,
             generation=int(objects.metadata(resource).get("generation", 0)),
-            now=self.clock(),
+            now=now,
             previous=previous,
             name_conflict=name_conflict,
             render_error=render_error,
             invalid_spec=invalid_spec,
             overlap=self._overlap_message(resource, current),
+            nodes=nodes,
+            domain=self.kind.resource_domain,
+            devices_grace=self.devices_grace,
+        )
+        recheck = status.devices_recheck(
+            current,
+            pods,
+            nodes=nodes,
+            domain=self.kind.resource_domain,
+            now=now,
+            devices_grace=self.devices_grace,
         )
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
         kept = _without(wanted, self._dropped)
@@ -450,13 +485,13 @@ class Reconciler:
         # woken by a pod event before our own status write came back).
         server = previous_raw if last is None else last[1]
         if _same_status(server, kept) and not self._schema_recheck_due():
-            return
+            return recheck
         patch = _merge_patch(server, wanted)
         try:
             written = await self.kube.patch_status(self.resource, name, {"status": patch})
         except errors.NotFound:
             self._written.pop(name, None)
-            return
+            return None
         # Every patch carries the whole status: what it returns shows which fields the CRD
         # keeps, so an upgraded CRD is noticed with the next status change.
         dropped = frozenset(key for key in wanted if key not in (written.get("status") or {}))
@@ -467,6 +502,7 @@ class Reconciler:
             # cache did not show yet (a spec change while its watch was down), and the version
             # it returns may be all a re-list ever shows of them.
             self._wrote(name, name, written)
+        return recheck
 
     def _schema_recheck_due(self) -> bool:
         """Whether this status patch should carry the dropped fields to see if they stay

@@ -152,6 +152,12 @@ class DeviceKind(Generic[SpecT]):
         )
 
     @property
+    def resource_domain(self) -> str:
+        """Domain of the extended resources its plugin advertises on nodes, e.g.
+        ``gpu.intel.com`` (``gpu.intel.com/i915``, FPGA's ``fpga.intel.com/af-...``)."""
+        return f"{self.name}.intel.com"
+
+    @property
     def display_name(self) -> str:
         """The name OLM shows, e.g. ``Intel GPU Device Plugin``."""
         return f"Intel {self.title} Device Plugin"

@@ -6,10 +6,15 @@ Pods only in the plugin namespace and only with the ``app: intel-<dev>-plugin`` 
 server-side label selector), so memory does not grow with unrelated Pods in the cluster. With
 FPGA, the AcceleratorFunctions and FpgaRegions of every namespace (small objects that users
 create for the FPGA Pod mutator) feed its mappings; /readyz waits for their first lists too.
+Nodes are watched cluster-wide, but each is cached as its name and the Intel-domain entries
+of its capacity and allocatable (``status.node_essentials``), so that memory stays flat in
+the size of node objects; only changes of those figures queue work.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -79,6 +84,12 @@ class Parts:
             indexers=reconciler.POD_INDEXERS,
             transform=status.pod_essentials,
         )
+        domains = frozenset(devices.KINDS[name].resource_domain for name in config.devices)
+        self.nodes = informer.Informer(
+            kube,
+            resources.NODES,
+            transform=functools.partial(status.node_essentials, domains=domains),
+        )
         self.recorder = events.Recorder(kube)
         self.plugin_informers: list[informer.Informer] = []
         self.controllers: list[controllers.Controller] = []
@@ -93,7 +104,9 @@ class Parts:
                 ),
                 resync_period=options.resync_period,
             )
-            caches = reconciler.Caches(plugins=plugins, daemonsets=self.daemonsets, pods=self.pods)
+            caches = reconciler.Caches(
+                plugins=plugins, daemonsets=self.daemonsets, pods=self.pods, nodes=self.nodes
+            )
             controller = controllers.Controller(
                 reconciler.Reconciler(
                     kind,
@@ -102,6 +115,7 @@ class Parts:
                     caches,
                     recorder=self.recorder,
                     allowed_registries=options.allowed_image_registries,
+                    devices_grace=datetime.timedelta(seconds=options.devices_grace_period),
                 ),
                 options.workers,
                 self.metrics,
@@ -110,6 +124,7 @@ class Parts:
                 (plugins, controller.on_plugin),
                 (self.daemonsets, controller.on_daemonset),
                 (self.pods, controller.on_pod),
+                (self.nodes, controller.on_node),
             ]
             self.metrics.add_statuses(kind.kind, plugins.list)
             self.plugin_informers.append(plugins)
@@ -153,7 +168,13 @@ class Parts:
 
     @property
     def informers(self) -> list[informer.Informer]:
-        return [self.daemonsets, self.pods, *self.plugin_informers, *self.mapping_informers]
+        return [
+            self.daemonsets,
+            self.pods,
+            self.nodes,
+            *self.plugin_informers,
+            *self.mapping_informers,
+        ]
 
     def synced(self) -> bool:
         return all(inf.synced for inf in self.informers)

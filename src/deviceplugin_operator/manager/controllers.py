@@ -3,8 +3,10 @@ which resource each watch event queues.
 
 Events on a DaemonSet or a Pod are mapped to the resource that controls it and queue that
 resource's name; a periodic resync re-queues every resource (level-triggered, no API call).
-The watch events that bring back the operator's own writes, and pod updates that change
-nothing the status shows, queue nothing.
+A node event queues the resources of the kind with a plugin pod on that node, and only when
+the node's figures of the kind's resource domain changed. The watch events that bring back
+the operator's own writes, pod updates that change nothing the status shows, and node
+updates that change no figure of the domain (heartbeats, conditions, images) queue nothing.
 """
 
 from __future__ import annotations
@@ -96,6 +98,25 @@ class Controller:
             # Where a plugin runs decides the overlap condition of the other resources with
             # a plugin on the same node, not only of the pod's own.
             self._queue_residents({str(where) for where in (node, old_node) if where})
+
+    def on_node(
+        self,
+        kind: informer.EventType,
+        obj: objects.JsonObject,
+        old: objects.JsonObject | None,
+    ) -> None:
+        if kind is informer.EventType.RESYNC:
+            return
+        if kind is informer.EventType.MODIFIED and self.reconciler.node_devices(
+            obj
+        ) == self.reconciler.node_devices(old):
+            return
+        if kind is not informer.EventType.MODIFIED and not any(self.reconciler.node_devices(obj)):
+            # A node added or deleted without devices of the kind: the status of a resource
+            # with a plugin there already counts it as advertising nothing (its pod events
+            # bring the rest).
+            return
+        self._queue_residents({objects.name(obj)})
 
     def _queue_residents(self, nodes: set[str]) -> None:
         """Queue the resources of this kind with a plugin pod on any of ``nodes``."""

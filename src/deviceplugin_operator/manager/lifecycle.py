@@ -137,11 +137,13 @@ class Manager(composition.Parts):
             inf.start()
 
     async def start_workers(self) -> bool:
-        """Start the reconcile workers once the DaemonSet and Pod caches are filled, unless
-        the replica stopped leading meanwhile; whether they were started."""
-        # A reconcile against an empty cache would try to create DaemonSets that exist.
+        """Start the reconcile workers once the DaemonSet, Pod and Node caches are filled,
+        unless the replica stopped leading meanwhile; whether they were started."""
+        # A reconcile against an empty cache would try to create DaemonSets that exist, or
+        # write statuses without the devices the nodes advertise.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
+        await self.nodes.wait_synced()
         # Nothing below awaits: the election's callbacks cannot run between this check and
         # the workers' creation, so a loss either stops the start here or cancels them.
         if self._stopping:

@@ -55,6 +55,10 @@ class Options:
     resync_period: float = 600.0
     """Seconds between re-reconciles of every resource from the cache."""
 
+    devices_grace_period: float = 300.0
+    """Seconds a plugin pod may be ready on a node that advertises none of its kind's
+    devices before the resource's ``DevicesAdvertised`` condition reports the node."""
+
     workers: int = 4
     """Concurrent reconciles per kind (of different resources: a key is never reconciled
     twice at once). More than controller-runtime's 1, so that a resource's change never

@@ -3,7 +3,7 @@
 pydantic's JSON schema is turned into a Kubernetes structural schema: references inlined,
 ``Optional`` written as an optional property (never a null type), titles and null defaults
 dropped, keys and ``required`` lists sorted like controller-gen's. The ten CRDs keep the
-reference's names, scopes, printer columns and file names.
+reference's names, scopes, printer columns (one more: DEVICES) and file names.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-
 DEVICE_PLUGIN_COLUMNS: tuple[Mapping[str, str], ...] = (
     {"jsonPath": ".status.desiredNumberScheduled", "name": "Desired", "type": "integer"},
     {"jsonPath": ".status.numberReady", "name": "Ready", "type": "integer"},
+    {"jsonPath": ".status.deviceTotals", "name": "Devices", "type": "string"},
     {"jsonPath": ".spec.nodeSelector", "name": "Node Selector", "type": "string"},
     {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},
 )
-"""``kubectl get`` columns of every device plugin kind: NAME DESIRED READY NODE SELECTOR AGE."""
+"""``kubectl get`` columns of every device plugin kind: NAME DESIRED READY DEVICES NODE
+SELECTOR AGE (the reference's, plus DEVICES: what the plugins' nodes advertise)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,9 @@ Least privilege, each rule for a request the operator makes:
   because the DaemonSets' owner reference sets ``blockOwnerDeletion``, which the
   OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift) checks against it;
   with FPGA its mappings (AcceleratorFunctions, FpgaRegions) read in every namespace, for the
-  FPGA Pod mutator; and only the operator's own two webhook configurations, by name, read and
-  patched for the self-managed CA bundle.
+  FPGA Pod mutator; nodes listed and watched (never read one by one, never written) for the
+  devices their plugins advertise; and only the operator's own two webhook configurations,
+  by name, read and patched for the self-managed CA bundle.
 * Role ``manager-events-role`` in ``default``: Events created and patched. Every Event the
   operator records is about one of its cluster-scoped resources, and the API server accepts
   those only in ``default`` (client-go's recorder puts them there), so no other namespace
@@ -64,6 +65,8 @@ EVENTS_NAMESPACE_ANNOTATION = "deviceplugin.intel.com/events-namespace"
 
 READ = ("get", "list", "watch")
 WRITE_NAMED = ("get", "patch", "update")
+NODES = ("list", "watch")
+"""Nodes: the informer's LIST and WATCH, nothing else."""
 
 
 def rule(
@@ -103,6 +106,7 @@ def cluster_rules(
         rule(group, [f"{plural}/finalizers" for plural in plurals], ["update"]),
         rule(group, [f"{plural}/status" for plural in plurals], WRITE_NAMED),
         *(rule(api_group, read[api_group], READ) for api_group in sorted(read)),
+        rule("", ["nodes"], NODES),
     ]
 
 

@@ -9,6 +9,16 @@ Besides the reference's fields (``controlledDaemonSet``, ``desiredNumberSchedule
   spec is one the validating webhook refuses (``InvalidSpec``: nothing is rendered from it),
   the resource cannot be rendered, a plugin image cannot be pulled, or a plugin keeps
   crashing.
+* ``DevicesAdvertised``: every node with a ready plugin pod advertises at least one extended
+  resource of the kind's domain (``gpu.intel.com/...``). A node without one counts once its
+  pod has been ready for the grace period (the plugin needs a moment to register with the
+  kubelet): ``False`` with ``NoDevices`` (no such node advertises one) or
+  ``SomeNodesWithoutDevices``; ``Unknown`` while no plugin pod is ready or every node
+  without devices is within its grace.
+
+``devices`` sums, per extended resource of the domain, the ``status.capacity`` and
+``status.allocatable`` of the nodes the plugin pods run on (``node_essentials`` is all the
+operator keeps of a node), and ``deviceTotals`` is their short form for ``kubectl get``.
 
 Unlike the reference, ``nodeNames`` is sorted and lists only scheduled pods that are neither
 terminating nor finished, and ``controlledDaemonSet`` has no ``resourceVersion`` (it changes with
@@ -17,8 +27,11 @@ every DaemonSet status write and would make every one of them a resource status 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+import decimal
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from deviceplugin_operator.api import meta, plugin
@@ -26,6 +39,14 @@ from deviceplugin_operator.api import meta, plugin
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+DEVICES_ADVERTISED = "DevicesAdvertised"
+
+DEVICES_GRACE = datetime.timedelta(minutes=5)
+"""How long a plugin pod may be ready on a node that advertises none of its devices before
+``DevicesAdvertised`` says so (``--devices-grace-period``)."""
+_NODES_NAMED = 10
+"""Nodes named in a ``DevicesAdvertised`` message; the count says how many there are."""
+_TOTALS_NAMED = 4
 
 _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 _CRASHING = frozenset({"CrashLoopBackOff"})
@@ -49,6 +70,9 @@ def observed_status(
     render_error: str | None = None,
     invalid_spec: str | None = None,
     overlap: str | None = None,
+    nodes: Mapping[str, Mapping[str, Any]] | None = None,
+    domain: str = "",
+    devices_grace: datetime.timedelta = DEVICES_GRACE,
 ) -> plugin.DevicePluginStatus:
     """The status of a resource at ``generation``.
 
@@ -60,13 +84,16 @@ def observed_status(
     ``invalid_spec`` (the validating webhook's denial of the stored spec);
     ``overlap`` says where another resource of the kind runs a plugin on the same nodes. ``now``
     must be timezone-aware; conditions carry it to the second, as metav1.Time does.
+    ``nodes`` are the (``node_essentials`` of the) nodes by name, at least those the pods run
+    on (a node missing from it advertises nothing), ``domain`` the kind's resource domain and
+    ``devices_grace`` how long a ready plugin may advertise nothing before it is reported.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now = now.replace(microsecond=0)
-    owned = [] if daemonset is None else [pod for pod in pods if _controlled_by(pod, daemonset)]
-    live = [pod for pod in owned if _is_live(pod)]
+    live = _live_pods(daemonset, pods)
     node_names = sorted({_node_name(pod) for pod in live} - {""})
+    found = _advertised(live, nodes or {}, domain, devices_grace, now)
 
     ds_status: Mapping[str, Any] = {} if daemonset is None else daemonset.get("status") or {}
     desired = int(ds_status.get("desiredNumberScheduled", 0))
@@ -82,6 +109,7 @@ def observed_status(
             blocked=bool(name_conflict or invalid_spec or render_error),
         ),
         _degraded(live, name_conflict, invalid_spec, render_error, overlap, now=now),
+        found.condition,
     ]
     by_type = {condition.type: condition for condition in previous}
     conditions = [
@@ -95,7 +123,224 @@ def observed_status(
         node_names=node_names or None,
         observed_generation=generation,
         conditions=conditions,
+        devices=found.devices,
+        device_totals=_totals(found.devices),
     )
+
+
+def devices_recheck(
+    daemonset: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    nodes: Mapping[str, Mapping[str, Any]],
+    domain: str,
+    now: datetime.datetime,
+    devices_grace: datetime.timedelta = DEVICES_GRACE,
+) -> float | None:
+    """Seconds until a node without devices leaves its grace period, so that
+    ``DevicesAdvertised`` turns False then without any event; None when none is waiting."""
+    live = _live_pods(daemonset, pods)
+    return _advertised(live, nodes, domain, devices_grace, now.replace(microsecond=0)).recheck
+
+
+@dataclasses.dataclass(frozen=True)
+class _Advertised:
+    devices: list[plugin.AdvertisedDevice]
+    condition: _Fresh
+    recheck: float | None
+
+
+def _advertised(
+    live: Sequence[Mapping[str, Any]],
+    nodes: Mapping[str, Mapping[str, Any]],
+    domain: str,
+    grace: datetime.timedelta,
+    now: datetime.datetime,
+) -> _Advertised:
+    sums: dict[str, list[int]] = {}  # resource → [capacity, allocatable, nodes]
+    advertising: set[str] = set()
+    for name in sorted({_node_name(pod) for pod in live} - {""}):
+        capacity, allocatable = node_devices(nodes.get(name), domain)
+        for resource, count in capacity:
+            entry = sums.setdefault(resource, [0, 0, 0])
+            entry[0] += count
+            if count > 0:
+                entry[2] += 1
+                advertising.add(name)
+        for resource, count in allocatable:
+            sums.setdefault(resource, [0, 0, 0])[1] += count
+    devices = [
+        plugin.AdvertisedDevice(resource=resource, capacity=c, allocatable=a, nodes=n)
+        for resource, (c, a, n) in sorted(sums.items())
+    ]
+
+    ready_since: dict[str, datetime.datetime | None] = {}
+    for pod in live:
+        ready, since = _ready_since(pod)
+        if not ready or not (node := _node_name(pod)):
+            continue
+        earlier = ready_since.get(node, since)
+        ready_since[node] = None if since is None or earlier is None else min(since, earlier)
+    lacking = sorted(node for node in ready_since if node not in advertising)
+    waiting = {
+        node: since + grace - now
+        for node in lacking
+        if (since := ready_since[node]) is not None and since + grace > now
+    }
+    due = [node for node in lacking if node not in waiting]
+    what = f"{domain} resources"
+    if not ready_since:
+        condition: _Fresh = (
+            DEVICES_ADVERTISED,
+            "Unknown",
+            "NoReadyPlugins",
+            "No plugin pod is ready yet",
+        )
+    elif not lacking:
+        condition = (
+            DEVICES_ADVERTISED,
+            "True",
+            "AllNodesAdvertise",
+            f"Each of the {len(ready_since)} nodes with a ready plugin pod advertises {what}",
+        )
+    elif not due:
+        condition = (
+            DEVICES_ADVERTISED,
+            "Unknown",
+            "WaitingForDevices",
+            f"{_named(sorted(waiting))} with a plugin pod ready for less than "
+            f"{_duration(grace)} advertise no {what} yet",
+        )
+    else:
+        none = not advertising.intersection(ready_since)
+        condition = (
+            DEVICES_ADVERTISED,
+            "False",
+            "NoDevices" if none else "SomeNodesWithoutDevices",
+            f"{len(due)} of {len(ready_since)} nodes with a ready plugin pod advertise no "
+            f"{what}: {_named(due)}; check the plugin's log and the device, its driver "
+            "and kernel module on these nodes",
+        )
+    recheck = None
+    if waiting:
+        # ``now`` is cut to the second: a second more and the grace is over for sure.
+        recheck = min(waiting.values()).total_seconds() + 1.0
+    return _Advertised(devices=devices, condition=condition, recheck=recheck)
+
+
+def _named(nodes: Sequence[str]) -> str:
+    shown = ", ".join(nodes[:_NODES_NAMED])
+    more = f" and {len(nodes) - _NODES_NAMED} more" if len(nodes) > _NODES_NAMED else ""
+    return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''} ({shown}{more})"
+
+
+def _duration(span: datetime.timedelta) -> str:
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = "".join(
+        f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if value
+    )
+    return text or "0s"
+
+
+def _totals(devices: Sequence[plugin.AdvertisedDevice]) -> str:
+    if not devices:
+        return "none"
+    parts = [f"{d.resource.partition('/')[2]}={d.allocatable}" for d in devices]
+    if len(parts) > _TOTALS_NAMED:
+        parts = [*parts[:_TOTALS_NAMED], f"+{len(parts) - _TOTALS_NAMED} more"]
+    return ", ".join(parts)
+
+
+def _ready_since(pod: Mapping[str, Any]) -> tuple[bool, datetime.datetime | None]:
+    """Whether ``pod`` is ready, and since when (None: not known)."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            ready = condition.get("status") == "True"
+            return ready, _timestamp(condition.get("lastTransitionTime")) if ready else None
+    containers = status.get("containerStatuses") or ()
+    ready = status.get("phase") == "Running" and bool(containers)
+    return ready and all(c.get("ready") for c in containers), None
+
+
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?([a-zA-Z]*)")
+_MULTIPLIERS: dict[str, decimal.Decimal] = {
+    "": decimal.Decimal(1),
+    "m": decimal.Decimal("0.001"),
+    **{suffix: decimal.Decimal(10) ** (3 * power) for power, suffix in enumerate("kMGTPE", 1)},
+    **{
+        f"{suffix}i": decimal.Decimal(2) ** (10 * power) for power, suffix in enumerate("KMGTPE", 1)
+    },
+}
+
+
+def quantity_count(quantity: Any) -> int:
+    """A resource quantity (``"4"``, ``"2k"``) as a whole count; 0 for what is not one (an
+    extended resource is always a whole, non-negative number)."""
+    found = _QUANTITY.fullmatch(str(quantity).strip())
+    if found is None or found.group(3) not in _MULTIPLIERS:
+        return 0
+    number, exponent, suffix = found.groups()
+    try:
+        value = decimal.Decimal(number).scaleb(int(exponent or 0)) * _MULTIPLIERS[suffix]
+    except (decimal.InvalidOperation, ValueError):
+        return 0
+    return int(value) if value < 2**63 else 2**63 - 1
+
+
+NodeDevices = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
+"""(capacity, allocatable) of a node in one domain: (resource, count) pairs, sorted."""
+
+
+def node_devices(node: Mapping[str, Any] | None, domain: str) -> NodeDevices:
+    """(capacity, allocatable) of ``node``: the resources of ``domain`` and their counts,
+    sorted. What the status reads of a node for a kind: two versions of a node with the same
+    figures (most node updates are heartbeats) need no reconcile."""
+    status = (node or {}).get("status") or {}
+    prefix = f"{domain}/"
+    return (
+        tuple(
+            sorted(
+                (name, quantity_count(value))
+                for name, value in (status.get("capacity") or {}).items()
+                if name.startswith(prefix)
+            )
+        ),
+        tuple(
+            sorted(
+                (name, quantity_count(value))
+                for name, value in (status.get("allocatable") or {}).items()
+                if name.startswith(prefix)
+            )
+        ),
+    )
+
+
+def node_essentials(node: dict[str, Any], domains: Collection[str]) -> dict[str, Any]:
+    """``node`` reduced to its name, resourceVersion and the ``status.capacity`` and
+    ``status.allocatable`` entries in ``domains`` (``gpu.intel.com``, ...): a node object is
+    tens of kilobytes (images, conditions, labels), and the operator caches every node."""
+    meta_ = node.get("metadata") or {}
+    status = node.get("status") or {}
+    kept: dict[str, Any] = {
+        "apiVersion": node.get("apiVersion", "v1"),
+        "kind": node.get("kind", "Node"),
+        "metadata": {key: meta_[key] for key in ("name", "resourceVersion") if key in meta_},
+    }
+    figures = {}
+    for field in ("capacity", "allocatable"):
+        values = {
+            name: value
+            for name, value in (status.get(field) or {}).items()
+            if name.partition("/")[0] in domains
+        }
+        if values:
+            figures[field] = values
+    if figures:
+        kept["status"] = figures
+    return kept
 
 
 _Fresh = tuple[str, meta.ConditionStatus, str, str]
@@ -271,6 +516,17 @@ def pod_essentials(pod: dict[str, Any]) -> dict[str, Any]:
         "spec": {"nodeName": node} if (node := _node_name(pod)) else {},
         "status": {"phase": status["phase"]} if "phase" in status else {},
     }
+    ready = [
+        {
+            key: condition[key]
+            for key in ("type", "status", "lastTransitionTime")
+            if key in condition
+        }
+        for condition in status.get("conditions") or ()
+        if condition.get("type") == "Ready"
+    ]
+    if ready:
+        essentials["status"]["conditions"] = ready
     for field in ("initContainerStatuses", "containerStatuses"):
         if field in status:
             essentials["status"][field] = [
@@ -300,8 +556,9 @@ def _container_essentials(container: Mapping[str, Any]) -> dict[str, Any]:
 
 def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
     """What ``observed_status`` reads of ``pod``: two versions of a pod with equal inputs
-    give the same status, so a change of anything else (conditions, IPs, timestamps, the
-    readiness the DaemonSet's own status already counts) needs no reconcile."""
+    give the same status, so a change of anything else (other conditions, IPs, timestamps)
+    needs no reconcile. Readiness is one: ``DevicesAdvertised`` judges the nodes of ready
+    pods."""
     meta_ = pod.get("metadata") or {}
     status = pod.get("status") or {}
     problems = tuple(_container_problems(pod, None))
@@ -316,7 +573,16 @@ def pod_inputs(pod: Mapping[str, Any]) -> tuple[Any, ...]:
         bool(meta_.get("deletionTimestamp")),
         status.get("phase") in _FINISHED_PHASES,
         problems,
+        _ready_since(pod),
     )
+
+
+def _live_pods(
+    daemonset: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    if daemonset is None:
+        return []
+    return [pod for pod in pods if _controlled_by(pod, daemonset) and _is_live(pod)]
 
 
 def _controlled_by(pod: Mapping[str, Any], daemonset: Mapping[str, Any]) -> bool:

@@ -46,6 +46,7 @@ async def stored_and_cached(
         pods=informer.Informer(
             kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
         ),
+        nodes=informer.Informer(kube, resources.NODES),
     )
     caches.plugins.store.upsert(copy.deepcopy(stored))
     kube.reset_counts()

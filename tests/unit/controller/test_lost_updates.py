@@ -96,6 +96,7 @@ class Operator:
                 indexers=reconciler.POD_INDEXERS,
                 retry=fast_retry(),
             ),
+            nodes=informer.Informer(kube, resources.NODES, retry=fast_retry()),
         )
         self.reconciler = reconciler.Reconciler(
             GPU, CONFIG, kube, self.caches, recorder=events.Recorder(kube)

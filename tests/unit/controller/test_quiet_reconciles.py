@@ -36,6 +36,7 @@ def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
         pods=informer.Informer(
             kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
         ),
+        nodes=informer.Informer(kube, resources.NODES),
     )
 
 
@@ -151,7 +152,12 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
         "conditions": [{"type": "Ready", "status": "True"}],
         "containerStatuses": [{"name": "c", "image": "x", "state": {"running": {}}}],
     }
-    assert not queued_by(running, scheduled)  # readiness: the DaemonSet's status counts it
+    # Readiness is an input: DevicesAdvertised judges the nodes of ready plugin pods.
+    assert queued_by(running, scheduled)
+    moved = copy.deepcopy(running)
+    moved["status"]["podIP"] = "10.0.0.2"
+    moved["status"]["conditions"].append({"type": "ContainersReady", "status": "True"})
+    assert not queued_by(moved, running)  # IPs and other conditions: nothing the status shows
 
     crashing = copy.deepcopy(running)
     crashing["status"]["containerStatuses"][0]["state"] = {
@@ -233,3 +239,94 @@ async def test_a_write_is_no_echo_once_another_reconcile_has_run_before_it_came_
     assert queues(
         controller, lambda: controller.on_plugin(informer.EventType.MODIFIED, written, None)
     )
+
+
+def node(name: str, version: str, **figures: str) -> dict[str, Any]:
+    """A node as the node cache keeps it, plus a heartbeat field the cache would drop."""
+    return {
+        "metadata": {"name": name, "resourceVersion": version},
+        "status": {
+            "capacity": dict(figures),
+            "allocatable": dict(figures),
+            "conditions": [{"type": "Ready", "lastHeartbeatTime": version}],
+        },
+    }
+
+
+async def ready_plugin_on(
+    node_name: str,
+) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler, manager.Controller]:
+    """Resource ``a`` reconciled once, its DaemonSet cached, a ready plugin pod on a node."""
+    kube, cached, rec = await reconciler_of_one_resource()
+    await rec.reconcile("a")
+    ds = copy.deepcopy(kube.stored(resources.DAEMON_SETS)[0])
+    cached.daemonsets.store.upsert(ds)
+    pod = plugin_pod(ds, node_name)
+    pod["status"] = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}
+        ],
+    }
+    cached.pods.store.upsert(pod)
+    return kube, cached, rec, manager.Controller(rec, 1)
+
+
+async def test_node_events_queue_the_residents_only_when_the_domains_figures_change() -> None:
+    *_, controller = await ready_plugin_on("node-1")
+    modified, added = informer.EventType.MODIFIED, informer.EventType.ADDED
+
+    def queued_by(kind: Any, new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+        return queues(controller, lambda: controller.on_node(kind, new, old))
+
+    i915 = {"gpu.intel.com/i915": "1"}
+    first = node("node-1", "1", **i915)
+    assert queued_by(added, first, None)
+    assert not queued_by(modified, node("node-1", "2", **i915), first), "a heartbeat"
+    assert not queued_by(modified, node("node-1", "3", **i915, cpu="31"), first)
+    assert not queued_by(
+        modified, node("node-1", "4", **i915, **{"qat.intel.com/generic": "4"}), first
+    ), "another kind's domain"
+    assert queued_by(modified, node("node-1", "5"), first), "the devices are gone"
+    assert queued_by(modified, node("node-1", "6", **{"gpu.intel.com/i915": "2"}), first)
+    # No plugin of this kind on the node: nothing to look at.
+    assert not queued_by(modified, node("node-2", "7"), node("node-2", "1", **i915))
+    assert not queued_by(added, node("node-9", "1"), None), "a new node without devices"
+    assert not queued_by(informer.EventType.RESYNC, first, first)
+
+
+async def test_unchanged_devices_write_nothing_and_a_change_is_one_status_patch() -> None:
+    kube, cached, rec, _ = await ready_plugin_on("node-1")
+    cached.nodes.store.upsert(node("node-1", "1", **{"gpu.intel.com/i915": "1"}))
+
+    async def settle() -> None:
+        """Reconcile until nothing is written, the cache following each write."""
+        for _ in range(3):
+            kube.reset_counts()
+            await rec.reconcile("a")
+            cached.plugins.store.upsert(copy.deepcopy(await kube.get(GPU_PLUGINS, "a")))
+            if not kube.writes:
+                return
+        raise AssertionError("the status keeps being written")
+
+    await settle()
+    stored = (await kube.get(GPU_PLUGINS, "a"))["status"]
+    assert stored["devices"] == [
+        {"resource": "gpu.intel.com/i915", "capacity": 1, "allocatable": 1, "nodes": 1}
+    ]
+    assert stored["deviceTotals"] == "i915=1"
+    # Heartbeats and a resync: zero writes.
+    for version in ("2", "3"):
+        cached.nodes.store.upsert(node("node-1", version, **{"gpu.intel.com/i915": "1"}))
+        kube.reset_counts()
+        assert await rec.reconcile("a") is None
+        assert kube.writes == 0, kube.calls
+    # The node loses its devices: one patch, False at once (ready long ago).
+    cached.nodes.store.upsert(node("node-1", "4"))
+    kube.reset_counts()
+    await rec.reconcile("a")
+    assert kube.requests["patch"] == 1
+    stored = (await kube.get(GPU_PLUGINS, "a"))["status"]
+    (advertised,) = [c for c in stored["conditions"] if c["type"] == "DevicesAdvertised"]
+    assert (advertised["status"], advertised["reason"]) == ("False", "NoDevices")
+    assert stored["deviceTotals"] == "none"

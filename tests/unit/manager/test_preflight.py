@@ -86,8 +86,8 @@ async def test_a_start_that_may_go_on_makes_one_read_per_check_and_no_write() ->
     mgr = operator(kube, lease="ops", names=("gpu", "fpga"))
     await preflight.check(mgr, server=SERVER, kubeconfig=KUBECONFIG)
     assert kube.writes == 0
-    # Two namespaces, DaemonSets, Pods, two kinds, two FPGA mappings; the Lease.
-    assert (kube.requests["get"], kube.requests["list"]) == (3, 6)
+    # Two namespaces, DaemonSets, Pods, Nodes, two kinds, two FPGA mappings; the Lease.
+    assert (kube.requests["get"], kube.requests["list"]) == (3, 7)
 
 
 async def test_the_lists_match_nothing() -> None:
@@ -173,6 +173,13 @@ async def test_a_namespace_the_operator_may_not_read_is_not_judged() -> None:
             "(deployments/operator/rbac/role.yaml)",
         ),
         (
+            "list",
+            resources.NODES,
+            None,
+            "the ClusterRole intel-deviceplugins-manager-role "
+            "(deployments/operator/rbac/role.yaml)",
+        ),
+        (
             "get",
             resources.LEASES,
             "ops",
@@ -180,7 +187,7 @@ async def test_a_namespace_the_operator_may_not_read_is_not_judged() -> None:
             "(deployments/operator/rbac/leader_election_role.yaml) in ops",
         ),
     ],
-    ids=["daemonsets", "gpudeviceplugins", "lease"],
+    ids=["daemonsets", "gpudeviceplugins", "nodes", "lease"],
 )
 async def test_an_rbac_refusal_names_user_verb_resource_namespace_and_role(
     verb: str, resource: resources.Resource, namespace: str | None, role: str

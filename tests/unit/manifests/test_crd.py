@@ -79,6 +79,7 @@ def test_device_plugin_crd(name: str) -> None:
     assert version["additionalPrinterColumns"] == [
         {"jsonPath": ".status.desiredNumberScheduled", "name": "Desired", "type": "integer"},
         {"jsonPath": ".status.numberReady", "name": "Ready", "type": "integer"},
+        {"jsonPath": ".status.deviceTotals", "name": "Devices", "type": "string"},
         {"jsonPath": ".spec.nodeSelector", "name": "Node Selector", "type": "string"},
         {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},
     ]

@@ -122,6 +122,13 @@ def test_fpga_mappings_are_read_only(cluster_rules: list[dict[str, Any]]) -> Non
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
+def test_nodes_are_only_listed_and_watched(kind: devices.DeviceKind[Any]) -> None:
+    # The node informer's two requests, cluster-wide, for every kind: no get, no write.
+    assert verbs(rbac.cluster_rules([kind]), "", "nodes") == {"list", "watch"}
+    assert verbs(rbac.namespaced_rules(), "", "nodes") == set()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
 def test_fpga_mappings_are_read_only_with_fpga(kind: devices.DeviceKind[Any]) -> None:
     rules = rbac.cluster_rules([kind])
     for resource in (fpga.ACCELERATOR_FUNCTION.plural, fpga.FPGA_REGION.plural):

@@ -120,7 +120,12 @@ def test_reference_fields_and_node_names() -> None:
         "uid": DS_UID,
     }
     assert all(c.observed_generation == 7 for c in result.conditions or ())
-    assert [c.type for c in result.conditions or ()] == ["Ready", "Progressing", "Degraded"]
+    assert [c.type for c in result.conditions or ()] == [
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "DevicesAdvertised",
+    ]
 
 
 def test_pods_are_matched_by_name_when_the_daemonset_has_no_uid() -> None:
@@ -139,6 +144,7 @@ def test_all_ready() -> None:
         "Ready": ("True", "PodsReady"),
         "Progressing": ("False", "RolloutComplete"),
         "Degraded": ("False", "AsExpected"),
+        "DevicesAdvertised": ("Unknown", "NoReadyPlugins"),
     }
     ready = result.conditions[0] if result.conditions else None
     assert ready is not None
@@ -181,6 +187,7 @@ def test_missing_daemonset() -> None:
         "Ready": ("False", "DaemonSetMissing"),
         "Progressing": ("True", "Creating"),
         "Degraded": ("False", "AsExpected"),
+        "DevicesAdvertised": ("Unknown", "NoReadyPlugins"),
     }
 
 
@@ -193,6 +200,7 @@ def test_name_conflict() -> None:
         "Ready": ("False", "DaemonSetMissing"),
         "Progressing": ("False", "Blocked"),
         "Degraded": ("True", "NameConflict"),
+        "DevicesAdvertised": ("Unknown", "NoReadyPlugins"),
     }
     assert result.conditions is not None
     assert result.conditions[2].message == message
