@@ -1,20 +1,32 @@
 # The operator image: docker build -t docker.io/intel/intel-deviceplugin-operator-py:devel .
 #
-# Builder: a wheel of this project, installed with its pinned dependencies (binary wheels
-# only, so no compiler is needed) into the virtualenv /opt/venv, byte-compiled ahead of time
-# because the root filesystem is read-only at run time. Final: the same Python base with that
-# virtualenv only, run as the non-root user 65532 (the Deployment sets the same ids).
-ARG PYTHON_IMAGE=python:3.11-slim
+# Builder: this project's runtime dependencies from requirements/image.lock and setuptools from
+# requirements/build.lock, each file checked against the lock's sha256 (--require-hashes; no
+# resolution, no source builds, so no compiler), into the virtualenv /opt/venv; then the project
+# itself, built offline with that setuptools; pip check proves the lock complete. Byte-compiled
+# ahead of time because the root filesystem is read-only at run time. Final: the same Python base
+# with that virtualenv only, run as the non-root user 65532 (the Deployment sets the same ids).
+#
+# The base is pinned by digest: the manifest list of python:3.11-slim-bookworm as published by
+# Docker Official Images, from docker-library/repo-info repos/python/remote/3.11-slim-bookworm.md
+# (commit bc9bbb47fc709dc4b29d3b128d66823b953b97a7, built 2026-08-25, Python 3.11.16). To move it,
+# take the new digest from there. tools/image.py passes this ARG, or the image id of its local
+# Debian bookworm base when this cannot be pulled, and records the one used as the labels
+# org.opencontainers.image.base.name and .base.digest.
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm@sha256:fe556eaffd0d96abd8685b83bb8a69addd0dc730fa193669a7df0d49ddcfac02
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
+COPY requirements/image.lock requirements/build.lock ./requirements/
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: \
+      -r requirements/image.lock -r requirements/build.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --only-binary=:all: /wheels/*.whl \
+RUN /opt/venv/bin/pip install --no-deps --no-index --no-build-isolation . \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
 

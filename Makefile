@@ -18,8 +18,12 @@ BENCH_SIZE ?= quick
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml tools/localcluster/pyproject.toml
+# Runtime dependencies from the hashed lock (tools/lock.py), the project without resolving
+# anything, then the dev tools (they find the runtime dependencies already there).
+$(INSTALLED): pyproject.toml requirements/image.lock tools/localcluster/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: -r requirements/image.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' -e tools/localcluster
 	touch $@
 

@@ -10,24 +10,31 @@
 podman, buildah. None of them: a one-line error naming the packages (``tools/system-packages.sh``
 installs them on Debian/Ubuntu).
 
-Base image: the Dockerfile's ``python:3.11-slim`` (``docker.io/library/python:3.11-slim``) when it
-is present or can be pulled (one attempt, at most 30 s); otherwise a local base with the same
-Python from Debian packages, made once with ``mmdebstrap --variant=minbase`` (bookworm: python3,
-python3-venv, python3-pip, python-is-python3, ca-certificates; no documentation, manuals or
-locales, like debian:bookworm-slim; ``$DEBIAN_MIRROR`` replaces deb.debian.org) and imported as
-``localhost/deviceplugin-operator-base:bookworm-python3.11``. The chosen base is passed as
-``--build-arg PYTHON_IMAGE=...``. A base once present is used without asking a registry again; to
-retry the pull, remove the local base (``python tools/image.py podman rmi <it>``).
+Base image, always pinned: the Dockerfile's ``ARG PYTHON_IMAGE``, ``python:3.11-slim-bookworm``
+by the digest of its manifest list (the engine checks the content against it when pulling; the
+tool also checks the image's RepoDigests), when it is present or can be pulled (one attempt, at
+most 30 s); otherwise a local base with the same Python from Debian packages, made once with
+``mmdebstrap --variant=minbase`` (bookworm: python3, python3-venv, python3-pip,
+python-is-python3, ca-certificates; no documentation, manuals or locales, like
+debian:bookworm-slim; ``$DEBIAN_MIRROR`` replaces deb.debian.org) and imported as
+``localhost/deviceplugin-operator-base:bookworm-python3.11``, passed by its image id (the sha256
+of its configuration, which names its layers by digest). ``--base REF`` is pinned the same way:
+by the digest it carries, else by its image id. The pinned reference is passed as ``--build-arg
+PYTHON_IMAGE=...`` and recorded in the labels ``org.opencontainers.image.base.name`` and
+``org.opencontainers.image.base.digest``. The runtime dependencies come from
+``requirements/image.lock`` with hashes (``tools/lock.py``). A base once present is used without
+asking a registry again; to retry the pull, remove the local base (``python tools/image.py
+podman rmi <it>``).
 
 Cache: the image carries the label ``deviceplugin-operator.inputs``, a SHA-256 of what the build
-reads (``Dockerfile``, ``.dockerignore``, ``pyproject.toml``, ``README.md``, every file of
-``src/`` but bytecode and ``*.egg-info``) and of the base image's id. ``build`` rebuilds only when
-the label differs from the current hash (about 1 s otherwise) and removes the image it replaced.
-``save`` writes ``podman save --format docker-archive`` (``docker save``, ``buildah push
-docker-archive:``) of the up-to-date image, by default to
-``${XDG_CACHE_HOME:-~/.cache}/deviceplugin-operator/images/<REF with / and : as _>.tar``, and
-rewrites it only when the image id differs from the one in ``<archive>.json``. A containerd node
-imports it with ``ctr -n k8s.io images import <archive>``.
+reads (``Dockerfile``, ``.dockerignore``, the two lock files of ``requirements/``,
+``pyproject.toml``, ``README.md``, every file of ``src/`` but bytecode and ``*.egg-info``) and
+of the base image's id. ``build`` rebuilds only when the label differs from the current hash
+(about 1 s otherwise) and removes the image it replaced. ``save`` writes ``podman save --format
+docker-archive`` (``docker save``, ``buildah push docker-archive:``) of the up-to-date image, by
+default to ``${XDG_CACHE_HOME:-~/.cache}/deviceplugin-operator/images/<REF with / and : as
+_>.tar``, and rewrites it only when the image id differs from the one in ``<archive>.json``. A
+containerd node imports it with ``ctr -n k8s.io images import <archive>``.
 
 podman and buildah never read or write the user's own configuration or storage: they run with
 ``CONTAINERS_CONF``/``CONTAINERS_STORAGE_CONF`` pointing at files of this tool, storage under
@@ -71,17 +78,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = "docker.io/intel/intel-deviceplugin-operator-py:devel"
-UPSTREAM_BASE = "docker.io/library/python:3.11-slim"
+DOCKERFILE_BASE_ARG = "PYTHON_IMAGE"
 LOCAL_BASE = "localhost/deviceplugin-operator-base:bookworm-python3.11"
 LABEL = "deviceplugin-operator.inputs"
 ENGINES = ("docker", "podman", "buildah")
 PULL_TIMEOUT = 30.0
 DOCKER_TIMEOUT = 10.0
 # Bumped when the way the image is built changes without any input file changing.
-RECIPE = "1"
+RECIPE = "2"
 
 # What the Dockerfile's builder copies; .dockerignore keeps everything else out of the context.
-CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+CONTEXT_FILES = (
+    "Dockerfile",
+    ".dockerignore",
+    "requirements/image.lock",
+    "requirements/build.lock",
+    "pyproject.toml",
+    "README.md",
+)
 CONTEXT_TREES = ("src",)
 SKIPPED_DIRECTORIES = ("__pycache__",)
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd", ".egg-info")
@@ -129,6 +143,28 @@ INSTALL_HINT = (
 
 class ImageError(RuntimeError):
     """A one-line reason why the image could not be built or saved."""
+
+
+DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
+BASE_NAME_LABEL = "org.opencontainers.image.base.name"
+BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
+
+
+def dockerfile_base(root: pathlib.Path = ROOT) -> str:
+    """The default of the Dockerfile's ``ARG PYTHON_IMAGE``: a reference with a digest."""
+    text = (root / "Dockerfile").read_text()
+    match = re.search(rf"^ARG {DOCKERFILE_BASE_ARG}=(\S+)\s*$", text, re.MULTILINE)
+    if match is None:
+        raise ImageError(f"the Dockerfile has no ARG {DOCKERFILE_BASE_ARG}=<image>@sha256:<digest>")
+    if DIGEST.search(match[1]) is None:
+        raise ImageError(
+            f"the Dockerfile's {DOCKERFILE_BASE_ARG} {match[1]} is not pinned: add @sha256:<digest>"
+        )
+    return match[1]
+
+
+UPSTREAM_BASE = dockerfile_base()
+"""The public base, pinned: ``docker.io/library/python:3.11-slim-bookworm@sha256:...``."""
 
 
 def _say(message: str) -> None:
@@ -304,6 +340,28 @@ class ImageInfo:
     id: str
     labels: Mapping[str, str]
     size: int
+    digests: tuple[str, ...] = ()
+    """RepoDigests: ``name@sha256:...`` of the manifests the image was pulled by."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """The base image of a build, and how the Dockerfile's FROM gets it pinned."""
+
+    ref: str
+    """The reference it was found or pulled by."""
+    id: str
+    pinned: str
+    """``--build-arg PYTHON_IMAGE``: ``ref`` when it carries a digest, else the image id."""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        match = DIGEST.search(self.pinned)
+        name = DIGEST.sub("", self.ref)
+        return {
+            BASE_NAME_LABEL: name,
+            BASE_DIGEST_LABEL: match[1] if match else f"sha256:{self.id}",
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +419,12 @@ class Engine:
             return None
         (data,) = json.loads(completed.stdout)
         labels = (data.get("Config") or {}).get("Labels") or {}
-        return ImageInfo(data["Id"].removeprefix("sha256:"), labels, int(data.get("Size") or 0))
+        return ImageInfo(
+            data["Id"].removeprefix("sha256:"),
+            labels,
+            int(data.get("Size") or 0),
+            tuple(data.get("RepoDigests") or ()),
+        )
 
     def pull(self, ref: str, timeout: float = PULL_TIMEOUT) -> str | None:
         """None when ``ref`` was pulled, else the reason it was not (one line)."""
@@ -491,8 +554,22 @@ def make_local_base(engine: Engine, ref: str = LOCAL_BASE) -> None:
     _say(f"made {ref} in {time.monotonic() - started:.0f}s")
 
 
-def ensure_base(engine: Engine, requested: str | None = None) -> tuple[str, str]:
-    """(reference, id) of the base image: ``requested``, python:3.11-slim or the local base."""
+def _pinned(ref: str, info: ImageInfo) -> Base:
+    """``ref`` as the build's base: by its digest, checked against what the engine holds, or
+    by its image id when ``ref`` has none."""
+    match = DIGEST.search(ref)
+    if match is None:
+        return Base(ref, info.id, info.id)
+    if info.digests and not any(digest.endswith(f"@{match[1]}") for digest in info.digests):
+        raise ImageError(
+            f"base image {ref} is present but its digests are {', '.join(info.digests)}: "
+            f"remove it (python tools/image.py podman rmi {info.id[:12]}) and build again"
+        )
+    return Base(ref, info.id, ref)
+
+
+def ensure_base(engine: Engine, requested: str | None = None) -> Base:
+    """The base image: ``requested``, the Dockerfile's pinned python base or the local base."""
     if requested:
         info = engine.inspect(requested)
         if info is None:
@@ -500,21 +577,21 @@ def ensure_base(engine: Engine, requested: str | None = None) -> tuple[str, str]
             info = engine.inspect(requested)
             if info is None:
                 raise ImageError(f"base image {requested} is not present and not pulled: {reason}")
-        return requested, info.id
+        return _pinned(requested, info)
     for ref in (UPSTREAM_BASE, LOCAL_BASE):
         info = engine.inspect(ref)
         if info is not None:
-            return ref, info.id
+            return _pinned(ref, info)
     _say(f"pulling {UPSTREAM_BASE} (one attempt, at most {PULL_TIMEOUT:.0f}s)")
     reason = engine.pull(UPSTREAM_BASE)
     if reason is None and (info := engine.inspect(UPSTREAM_BASE)) is not None:
-        return UPSTREAM_BASE, info.id
+        return _pinned(UPSTREAM_BASE, info)
     _say(f"cannot pull {UPSTREAM_BASE}: {reason}")
     make_local_base(engine)
     info = engine.inspect(LOCAL_BASE)
     if info is None:
         raise ImageError(f"the local base {LOCAL_BASE} was imported but is not there")
-    return LOCAL_BASE, info.id
+    return _pinned(LOCAL_BASE, info)
 
 
 def build_arguments(base: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -538,20 +615,21 @@ class Built:
 
 
 def _build(image: str, engine: Engine, base: str | None, root: pathlib.Path, force: bool) -> Built:
-    base_ref, base_id = ensure_base(engine, base)
-    digest = inputs_hash(base_id, root)
+    chosen = ensure_base(engine, base)
+    digest = inputs_hash(chosen.id, root)
     current = engine.inspect(image)
     if not force and current is not None and current.labels.get(LABEL) == digest:
         _say(f"{image} is up to date (inputs {digest[:12]}, {engine.name})")
         return Built(engine, current.id, digest)
-    _say(f"building {image} with {engine.name} on {base_ref} (inputs {digest[:12]})")
+    _say(f"building {image} with {engine.name} on {chosen.pinned} (inputs {digest[:12]})")
     started = time.monotonic()
     pip_conf = None
     if (settings := pip_config(os.environ)) is not None and engine.name != "docker":
         pip_conf = cache_root() / "podman" / "pip.conf"
         _write_if_changed(pip_conf, settings)
-    arguments = build_arguments(base_ref, os.environ)
-    engine.run(*engine.build_command(image, root, arguments, {LABEL: digest}, pip_conf))
+    arguments = build_arguments(chosen.pinned, os.environ)
+    labels = {LABEL: digest, **chosen.labels}
+    engine.run(*engine.build_command(image, root, arguments, labels, pip_conf))
     built = engine.inspect(image)
     if built is None:
         raise ImageError(f"{engine.name} build finished but {image} is not there")
@@ -627,7 +705,9 @@ def _parser() -> argparse.ArgumentParser:
             "--engine", choices=ENGINES, help="default: $IMAGE_ENGINE or the first that works"
         )
         command.add_argument(
-            "--base", help="base image instead of python:3.11-slim or the local one"
+            "--base",
+            help="base image instead of the Dockerfile's or the local one (pinned by its "
+            "digest, else by its image id)",
         )
         command.add_argument(
             "--context", type=pathlib.Path, default=ROOT, help="default: %(default)s"

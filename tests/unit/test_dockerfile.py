@@ -71,13 +71,47 @@ def manager() -> dict[str, Any]:
     return result
 
 
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
 def test_two_stages_on_python_3_11_slim(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
     arguments, stages = dockerfile
     assert [stage.name for stage in stages] == ["builder", None]
-    assert arguments["PYTHON_IMAGE"] == "python:3.11-slim"
+    name = DIGEST.sub("", arguments["PYTHON_IMAGE"])
+    assert name == "docker.io/library/python:3.11-slim-bookworm"
     assert {stage.base for stage in stages} == {"${PYTHON_IMAGE}"}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
+
+
+def test_every_from_is_pinned_by_digest(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    """Issue 14, point 9: a base named by a tag alone can change under the same build."""
+    arguments, stages = dockerfile
+    names = {stage.name for stage in stages if stage.name}
+    for stage in stages:
+        base = stage.base
+        if base in names:
+            continue  # an earlier stage of this build
+        variable = re.fullmatch(r"\$\{?(\w+)\}?", base)
+        resolved = arguments.get(variable[1], "") if variable else base
+        assert DIGEST.search(resolved), f"FROM {base} ({resolved}) has no @sha256:<digest>"
+    text = (ROOT / "Dockerfile").read_text()
+    assert "docker-library/repo-info" in text, "the digest's source is named next to it"
+
+
+def test_dependencies_come_from_the_hashed_lock_only(
+    dockerfile: tuple[dict[str, str], list[Stage]],
+) -> None:
+    """Issue 14, point 9: pip installs nothing whose hash is not in requirements/*.lock, and
+    the project itself is built offline with the locked setuptools."""
+    builder = dockerfile[1][0]
+    lock_install, project_install = builder.values("RUN")
+    assert "pip install --require-hashes --no-deps --only-binary=:all:" in lock_install
+    assert "-r requirements/image.lock -r requirements/build.lock" in lock_install
+    assert "pip install --no-deps --no-index --no-build-isolation ." in project_install
+    assert "pip check" in project_install, "an incomplete lock fails the build"
+    copies = builder.values("COPY")
+    assert copies[0] == "requirements/image.lock requirements/build.lock ./requirements/"
 
 
 def test_final_stage_holds_only_the_virtualenv(final: Stage) -> None:
@@ -94,10 +128,10 @@ def test_final_stage_holds_only_the_virtualenv(final: Stage) -> None:
 def test_builder_compiles_ahead_and_drops_pip(
     dockerfile: tuple[dict[str, str], list[Stage]],
 ) -> None:
-    (run,) = dockerfile[1][0].values("RUN")
-    assert "--only-binary=:all:" in run, "no compiler in the image, no source builds"
-    assert "compileall" in run
-    assert "uninstall --yes pip setuptools" in run
+    lock_install, project_install = dockerfile[1][0].values("RUN")
+    assert "--only-binary=:all:" in lock_install, "no compiler in the image, no source builds"
+    assert "compileall" in project_install
+    assert "uninstall --yes pip setuptools" in project_install
 
 
 def test_entrypoint_is_the_console_script_run_command(final: Stage) -> None:
@@ -153,7 +187,14 @@ def test_only_tmp_is_written_and_it_is_mounted(manager: dict[str, Any]) -> None:
 def test_build_context_has_what_the_builder_copies() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line for line in lines if line and not line.startswith("#")]
-    assert patterns[:4] == ["*", "!pyproject.toml", "!README.md", "!src/"]
+    assert patterns[:6] == [
+        "*",
+        "!pyproject.toml",
+        "!README.md",
+        "!src/",
+        "!requirements/image.lock",
+        "!requirements/build.lock",
+    ]
     assert "**/*.egg-info" in patterns, "the editable install's metadata is no build input"
     for path in ("pyproject.toml", "README.md", "src/deviceplugin_operator/cli.py"):
         assert (ROOT / path).exists()

@@ -127,7 +127,10 @@ def test_context_files_of_this_repository() -> None:
         "src/deviceplugin_operator/cli.py",
     } <= files
     assert not [name for name in files if "__pycache__" in name or ".egg-info" in name]
-    assert not [name for name in files if not name.startswith("src/") and "/" in name]
+    assert {"requirements/image.lock", "requirements/build.lock"} <= files
+    assert not [
+        name for name in files if not name.startswith(("src/", "requirements/")) and "/" in name
+    ]
 
 
 def test_dockerignore_lets_in_exactly_what_is_hashed() -> None:
@@ -395,12 +398,13 @@ def test_base_order_present_upstream_then_local_then_pull_then_mmdebstrap(
     upstream = image.ImageInfo("up", {}, 1)
     local = image.ImageInfo("loc", {}, 1)
     both = FakeEngine({image.UPSTREAM_BASE: upstream, image.LOCAL_BASE: local})
-    assert image.ensure_base(both) == (image.UPSTREAM_BASE, "up")
+    assert image.ensure_base(both) == image.Base(image.UPSTREAM_BASE, "up", image.UPSTREAM_BASE)
     only_local = FakeEngine({image.LOCAL_BASE: local})
-    assert image.ensure_base(only_local) == (image.LOCAL_BASE, "loc")
+    assert image.ensure_base(only_local) == image.Base(image.LOCAL_BASE, "loc", "loc")
     assert only_local.calls == [], "a present base needs no registry"
     pullable = FakeEngine(pullable=True)
-    assert image.ensure_base(pullable) == (image.UPSTREAM_BASE, "upstream-id")
+    assert image.ensure_base(pullable).id == "upstream-id"
+    assert pullable.calls == [f"pull {image.UPSTREAM_BASE}"]
 
     made: list[str] = []
 
@@ -410,14 +414,72 @@ def test_base_order_present_upstream_then_local_then_pull_then_mmdebstrap(
 
     monkeypatch.setattr(image, "make_local_base", make)
     offline = FakeEngine()
-    assert image.ensure_base(offline) == (image.LOCAL_BASE, "loc")
+    assert image.ensure_base(offline) == image.Base(image.LOCAL_BASE, "loc", "loc")
     assert offline.calls == [f"pull {image.UPSTREAM_BASE}"], "one pull attempt"
     assert made == [image.LOCAL_BASE]
+
+
+def test_the_upstream_base_is_the_dockerfiles_pinned_one() -> None:
+    """Issue 14, point 9: what is pulled is the digest the Dockerfile names, never a tag."""
+    assert image.dockerfile_base(ROOT) == image.UPSTREAM_BASE
+    assert image.DIGEST.search(image.UPSTREAM_BASE)
+    assert image.UPSTREAM_BASE.startswith("docker.io/library/python:3.11-slim-bookworm@sha256:")
+
+
+def test_an_unpinned_dockerfile_base_is_a_clear_error(tree: pathlib.Path) -> None:
+    (tree / "Dockerfile").write_text("ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n")
+    with pytest.raises(image.ImageError, match=r"is not pinned: add @sha256:<digest>"):
+        image.dockerfile_base(tree)
+
+
+def test_every_base_is_passed_pinned_and_recorded_in_labels() -> None:
+    """The build argument carries a digest or is an image id (a content hash), whichever base
+    is used, and the labels name it."""
+    digest = image.DIGEST.search(image.UPSTREAM_BASE)
+    assert digest is not None
+    upstream = image.ensure_base(FakeEngine({image.UPSTREAM_BASE: image.ImageInfo("u", {}, 1)}))
+    assert upstream.pinned == image.UPSTREAM_BASE
+    assert upstream.labels == {
+        image.BASE_NAME_LABEL: "docker.io/library/python:3.11-slim-bookworm",
+        image.BASE_DIGEST_LABEL: digest[1],
+    }
+    local_id = "a" * 64
+    local = image.ensure_base(FakeEngine({image.LOCAL_BASE: image.ImageInfo(local_id, {}, 1)}))
+    assert local.pinned == local_id
+    assert local.labels == {
+        image.BASE_NAME_LABEL: image.LOCAL_BASE,
+        image.BASE_DIGEST_LABEL: f"sha256:{local_id}",
+    }
+    tagged = image.ensure_base(
+        FakeEngine({"registry/python:3.11": image.ImageInfo(local_id, {}, 1)}),
+        "registry/python:3.11",
+    )
+    assert tagged.pinned == local_id, "a requested tag is pinned by the image it names now"
+
+
+def test_a_base_whose_digests_differ_from_its_pin_is_refused() -> None:
+    other = "docker.io/library/python@sha256:" + "0" * 64
+    engine = FakeEngine({image.UPSTREAM_BASE: image.ImageInfo("u", {}, 1, (other,))})
+    with pytest.raises(image.ImageError, match="present but its digests are"):
+        image.ensure_base(engine)
+    digest = image.UPSTREAM_BASE.rsplit("@", 1)[1]
+    good = f"docker.io/library/python@{digest}"
+    engine = FakeEngine({image.UPSTREAM_BASE: image.ImageInfo("u", {}, 1, (good,))})
+    assert image.ensure_base(engine).pinned == image.UPSTREAM_BASE
 
 
 def test_requested_base_is_pulled_or_a_clear_error() -> None:
     with pytest.raises(image.ImageError, match="not present and not pulled: no such host"):
         image.ensure_base(FakeEngine(), "registry/python:3.11")
+
+
+def test_the_build_gets_the_pinned_base_and_its_labels(
+    fake: FakeEngine, tree: pathlib.Path
+) -> None:
+    image.build("op:dev", root=tree)
+    labels = fake.images["op:dev"].labels
+    assert labels[image.BASE_NAME_LABEL] == image.LOCAL_BASE
+    assert labels[image.BASE_DIGEST_LABEL] == "sha256:local-base"
 
 
 def test_cli_error_is_one_line(
@@ -454,6 +516,13 @@ def test_real_build_runs_read_only_as_65532_and_is_cached(tmp_path: pathlib.Path
     started = time.monotonic()
     assert image.build(image.DEFAULT_IMAGE, root=context) == image_id
     assert time.monotonic() - started < 10, "an unchanged image is not rebuilt"
+    built = engine.inspect(image.DEFAULT_IMAGE)
+    assert built is not None
+    assert built.labels[image.BASE_DIGEST_LABEL].startswith("sha256:"), "the base is recorded"
+    assert built.labels[image.BASE_NAME_LABEL] in (
+        image.LOCAL_BASE,
+        image.DIGEST.sub("", image.UPSTREAM_BASE),
+    )
     if engine.name == "buildah":
         return  # buildah cannot run the image; the build itself is what was tested
     runner = [engine.command, "run", "--rm", "--network", "host", "--read-only"]

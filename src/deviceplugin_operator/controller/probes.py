@@ -4,6 +4,11 @@ parsing shared with the metrics server.
 ``/healthz`` answers as long as the event loop runs. ``/readyz`` answers 200 only when every
 registered readiness check passes (caches synced, and later the webhook server serving), with
 the failing check named in the body, as controller-runtime does.
+
+Connections are accepted through ``listening.GuardedSite`` with the same ``Limits`` as the
+webhook and metrics servers: the probes share the event loop that renews the Lease, and without
+them any client reaching the port could hold connections (aiohttp sets no deadline for a first
+request) until the process ran out of descriptors or memory.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import dataclasses
 from collections.abc import Callable
 
 from aiohttp import web
+
+from deviceplugin_operator import listening
 
 ReadinessCheck = Callable[[], bool]
 
@@ -30,7 +37,9 @@ class ProbeServer:
 
     checks: dict[str, ReadinessCheck] = dataclasses.field(default_factory=dict)
     port: int | None = None
+    limits: listening.Limits = listening.LIMITS
     _runner: web.AppRunner | None = None
+    _site: listening.GuardedSite | None = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -49,13 +58,17 @@ class ProbeServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **listening.runner_options(self.limits))
         await self._runner.setup()
-        site = web.TCPSite(self._runner, bind[0], bind[1])
+        site = listening.GuardedSite(self._runner, bind[0], bind[1], limits=self.limits)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else bind[1]
+        self._site = site
+        self.port = site.port
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections reset because a cap of ``limits`` was reached."""
+        return self._site.refused if self._site is not None else 0
 
     async def stop(self) -> None:
         if self._runner is not None:
