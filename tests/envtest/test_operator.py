@@ -599,7 +599,7 @@ async def test_only_enabled_devices_are_reconciled_with_namespace_and_pull_secre
         assert [c.reconciler.kind.name for c in gpu_only.manager.controllers] == ["gpu"]
         # Only the GPU CRD is watched: the other kinds' CRDs could be absent.
         watched = {inf.resource.plural for inf in gpu_only.manager.informers}
-        assert watched == {"daemonsets", "pods", "gpudeviceplugins"}
+        assert watched == {"daemonsets", "pods", "nodes", "gpudeviceplugins"}
         gpu, qat = devices.KINDS["gpu"], devices.KINDS["qat"]
         for kind in (gpu, qat):
             await create_plugin(gpu_only, kind, f"only-{namespace}", {})
