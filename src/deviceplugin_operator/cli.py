@@ -293,6 +293,14 @@ def parse_registries(text: str) -> tuple[str, ...]:
     return entries
 
 
+def parse_client_names(text: str) -> tuple[str, ...]:
+    """A comma list of certificate names (common names or DNS names)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
 def parse_verbosity(text: str) -> int:
     """A log verbosity: an integer, as klog's ``-v``."""
     try:
@@ -459,6 +467,20 @@ def _parser() -> argparse.ArgumentParser:
         default=(),
         help="comma list of registries, each optionally with a path prefix (docker.io/intel), "
         "that plugin and init images must come from (default: any)",
+    )
+    run.add_argument(
+        "--webhook-client-ca",
+        metavar="FILE",
+        help="PEM CA certificate(s): the webhook server then requires a client certificate "
+        "they signed, as kube-apiserver presents with an AdmissionConfiguration kubeconfig "
+        "(SECURITY.md; default: none asked for)",
+    )
+    run.add_argument(
+        "--webhook-client-names",
+        type=parse_client_names,
+        default=(),
+        help="comma list of common or DNS names of the client certificates answered "
+        "(needs --webhook-client-ca; default: any the CA signed)",
     )
     run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
     run.add_argument(
@@ -650,6 +672,8 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> manag
         operator_namespace=operator_namespace,
         enable_http2=args.enable_http2,
         allowed_image_registries=args.allowed_image_registries,
+        webhook_client_ca=args.webhook_client_ca,
+        webhook_client_names=args.webhook_client_names,
     )
 
 

@@ -23,6 +23,13 @@ or ChaCha20-Poly1305), ALPN ``http/1.1``. Certificates come from a ``Certificate
 (``tls.crt``/``tls.key`` mounted from a Secret by cert-manager or the OpenShift service CA);
 ``ReloadingCertificate`` polls a source and loads a changed pair into the live context, so new
 handshakes use it while open connections keep theirs.
+
+Client authentication (opt-in, ``tls_context(client_ca=...)`` and ``allowed_clients``): the
+handshake requires a client certificate signed by that CA, so a caller without one never gets
+to send a request; with ``allowed_clients`` only certificates whose common name or a DNS name
+is listed get an answer, others a 403. kube-apiserver presents one when its
+``--admission-control-config-file`` gives the webhook plugins a kubeconfig with it
+(SECURITY.md). Off by default: managed control planes often cannot be configured so.
 """
 
 from __future__ import annotations
@@ -114,9 +121,14 @@ async def _no_context(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> 
 
 
 def tls_context(
-    source: CertificateSource | None = None, *, enable_http2: bool = False
+    source: CertificateSource | None = None,
+    *,
+    enable_http2: bool = False,
+    client_ca: pathlib.Path | None = None,
 ) -> ssl.SSLContext:
-    """A server context with the pair of ``source`` loaded (none yet when None).
+    """A server context with the pair of ``source`` loaded (none yet when None); with
+    ``client_ca`` (a PEM file of CA certificates) every client must present a certificate it
+    signed, else the handshake fails.
 
     ALPN offers HTTP/1.1 alone even with ``enable_http2``: aiohttp does not speak HTTP/2, and
     offering ``h2`` would make the API server's client pick a protocol nobody answers.
@@ -128,9 +140,26 @@ def tls_context(
     context.set_alpn_protocols(["http/1.1"])
     if enable_http2:
         log.info("Kept HTTP/1.1 on the webhook server: HTTP/2 is not available there")
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(client_ca))
     if source is not None:
         load_pem(context, *source.load())
     return context
+
+
+def client_names(certificate: Mapping[str, Any] | None) -> set[str]:
+    """The common name and the DNS names of a peer certificate (``getpeercert()``)."""
+    if not certificate:
+        return set()
+    names = {
+        str(value)
+        for rdn in certificate.get("subject", ())
+        for key, value in rdn
+        if key == "commonName"
+    }
+    names.update(str(value) for key, value in certificate.get("subjectAltName", ()) if key == "DNS")
+    return names
 
 
 class CertificateSource(Protocol):
@@ -274,6 +303,8 @@ class AdmissionServer:
     ``context_provider`` gathers what validation warnings need (see ``context_provider()``).
     ``allowed_registries`` (empty: any) are the registries, optionally with a path prefix,
     that plugin and init images must come from (``validation.check_registry``).
+    ``allowed_clients`` (empty: any client the TLS context accepts) are the common or DNS
+    names of the client certificates answered; others get a 403.
     """
 
     def __init__(
@@ -287,6 +318,7 @@ class AdmissionServer:
         max_body: int = MAX_BODY,
         context_timeout: float = CONTEXT_TIMEOUT,
         allowed_registries: Iterable[str] = (),
+        allowed_clients: Iterable[str] = (),
         limits: listening.Limits = listening.LIMITS,
         body_budget: int = BODY_BUDGET,
         read_timeout: float = READ_TIMEOUT,
@@ -302,6 +334,9 @@ class AdmissionServer:
         self.max_body = max_body
         self.context_timeout = context_timeout
         self.allowed_registries = tuple(allowed_registries)
+        self.allowed_clients = frozenset(allowed_clients)
+        self.refused_clients = 0
+        """Requests refused because their client certificate names no allowed client."""
         self.limits = limits
         self.read_timeout = read_timeout
         self.max_containers = max_containers
@@ -327,9 +362,29 @@ class AdmissionServer:
     def app(self) -> web.Application:
         """The aiohttp application: one POST route per webhook, each to its verb's handler."""
         app = web.Application(client_max_size=self.max_body, middlewares=[_never_500])
+        # Outermost: a client not allowed gets nothing else of the server.
+        app.middlewares.insert(0, self._known_client)
         for webhook in self.webhooks:
             app.router.add_post(webhook.path, self._handle)
         return app
+
+    @web.middleware
+    async def _known_client(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if self.allowed_clients:
+            transport = request.transport
+            names = client_names(transport.get_extra_info("peercert") if transport else None)
+            if not names & self.allowed_clients:
+                self.refused_clients += 1
+                log.warning(
+                    "Refused a webhook client not allowed by --webhook-client-names",
+                    extra={"client": sorted(names), "peer": request.remote},
+                )
+                return web.Response(status=403, text="This client is not allowed")
+        return await handler(request)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         webhook = self._by_path[request.path]

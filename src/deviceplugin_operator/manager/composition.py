@@ -142,6 +142,7 @@ class Parts:
             fpga_mappings=self.fpga_mappings,
             fpga_loaded=self.mappings_synced,
             allowed_registries=options.allowed_image_registries,
+            allowed_clients=options.webhook_client_names,
         )
         self.webhook_certificates = webhook_certificates.WebhookCertificates(kube, options)
         if options.webhook_port:

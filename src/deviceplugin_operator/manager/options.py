@@ -98,6 +98,13 @@ class Options:
     """Registries (each optionally with a path prefix) that plugin and init images must come
     from; empty allows any, as the reference does."""
 
+    webhook_client_ca: str | None = None
+    """PEM file of the CA(s) whose client certificates the webhook server requires (the API
+    server's, from its admission configuration); None: no client certificate asked for."""
+
+    webhook_client_names: tuple[str, ...] = ()
+    """Common or DNS names of the client certificates answered (empty: any the CA signed)."""
+
     operator_namespace: str = "inteldeviceplugins-system"
     """Namespace of the operator itself (certificate Secret)."""
 

@@ -85,6 +85,26 @@ def webhook_hosts(options: options.Options) -> tuple[str, ...]:
     )
 
 
+def client_authenticating_context(options: options.Options) -> ssl.SSLContext:
+    """The webhook server's TLS context, requiring a client certificate of
+    ``--webhook-client-ca`` when given (a clear error when that file is no CA bundle)."""
+    if options.webhook_client_ca is None:
+        return server.tls_context(enable_http2=options.enable_http2)
+    path = pathlib.Path(options.webhook_client_ca)
+    try:
+        context = server.tls_context(enable_http2=options.enable_http2, client_ca=path)
+    except (OSError, ssl.SSLError) as error:
+        raise startup.StartupError(
+            f"--webhook-client-ca={path}: cannot load it as PEM CA certificates ({error}); "
+            "give the file with the CA that signed the API server's webhook client certificate"
+        ) from error
+    log.info(
+        "Webhook clients must present a certificate",
+        extra={"ca": str(path), "names": list(options.webhook_client_names) or "any"},
+    )
+    return context
+
+
 class WebhookCertificates:
     """Loads the serving certificate into the admission server's TLS context and keeps it
     current in the background until ``stop``."""
@@ -100,7 +120,7 @@ class WebhookCertificates:
     async def start(self) -> ssl.SSLContext:
         """A TLS context serving the current certificate, kept current from now on."""
         options = self.options
-        context = server.tls_context(enable_http2=options.enable_http2)
+        context = client_authenticating_context(options)
         cert_dir = pathlib.Path(options.webhook_cert_dir)
         choice = options.webhook_certs_choice or CertificateMode(
             options.webhook_certs, f"--webhook-certs={options.webhook_certs}"

@@ -101,8 +101,11 @@ class Cluster:
         real_node: bool = False,
         real_node_name: str = realnode.DEFAULT_NODE_NAME,
         real_node_labels: Mapping[str, str] | None = None,
+        apiserver_args: Sequence[str] = (),
     ):
         self.directory = directory.resolve()
+        self.apiserver_args = tuple(apiserver_args)
+        """Extra kube-apiserver flags, last (e.g. ``--admission-control-config-file=...``)."""
         self._echo = echo or (lambda message: None)
         self.controller_manager_gates = dict(controller_manager_gates or {})
         """Feature gates of kube-controller-manager, e.g. ``{"StaleControllerConsistencyDaemonSet":
@@ -601,6 +604,7 @@ class Cluster:
                 "--audit-log-maxsize=200",
                 "--audit-log-maxbackup=1",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         self._wait(state, "kube-apiserver", lambda: self.api().ready(), timeout)
