@@ -226,12 +226,13 @@ class FakeKubeClient:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
     ) -> client.ObjectList:
         namespace = namespace if resource.namespaced else None
         self._request("list", resource, namespace, None)
         matches = matcher(namespace, label_selector, field_selector)
         items = [
-            copy.deepcopy(obj)
+            copy.deepcopy(obj) if transform is None else transform(copy.deepcopy(obj))
             for _, obj in sorted(self._bucket(resource).items(), key=lambda item: str(item[0]))
             if matches(obj)
         ]

@@ -11,8 +11,9 @@ never stops on its own.
 Scope is set server-side (namespace, label and field selectors) so that memory follows what the
 operator owns, not the size of the cluster; ``metadata.managedFields``, often the largest part
 of an object, is dropped before storing, and an optional ``transform`` keeps only the fields
-the cache's readers use. An optional periodic resync re-delivers every cached
-object to the handlers (``RESYNC``) without any API request.
+the cache's readers use (applied page by page as a list arrives, so that a list of thousands
+of nodes never has them all whole in memory at once). An optional periodic resync re-delivers
+every cached object to the handlers (``RESYNC``) without any API request.
 
 Handlers are plain callables, called in the informer's task; they should only look at the
 object and put a key on a work queue.
@@ -207,13 +208,14 @@ class Informer:
             self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
+            transform=self._trimmed,
         )
         first = not self._synced.is_set()
         if not first:
             self.relists += 1
         listed: dict[str, objects.JsonObject] = {}
         for item in listing.items:
-            listed[objects.key(item)] = self._trimmed(item)
+            listed[objects.key(item)] = item
         for key in sorted(set(self.store.keys()).difference(listed)):
             old = self.store.remove(key)
             if old is not None:

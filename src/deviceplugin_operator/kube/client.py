@@ -114,7 +114,12 @@ class KubeClient(Protocol):
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> ObjectList: ...
+        transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
+    ) -> ObjectList:
+        """Every object selected; ``transform`` is applied to each as it arrives, so that
+        only one page of whole objects is held at a time (an informer's trimmed cache of
+        thousands of nodes would otherwise cost the whole list at its start)."""
+        ...
 
     def watch(
         self,
@@ -432,6 +437,7 @@ class HttpKubeClient:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
         page_size: int = 500,
     ) -> ObjectList:
         """List in pages of ``page_size``; all pages come from one consistent snapshot."""
@@ -455,7 +461,7 @@ class HttpKubeClient:
             for item in page.get("items") or ():
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", resource.kind)
-                items.append(item)
+                items.append(item if transform is None else transform(item))
             meta = page.get("metadata") or {}
             resource_version = resource_version or str(meta.get("resourceVersion", ""))
             token = meta.get("continue") or None
