@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # BENCH_SIZE=quick (default, ~15 min) or full (hours)
 BENCH_SIZE ?= quick
 
-.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image
+.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image bundle
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ generate: venv ## Regenerate CRDs, RBAC and webhook manifests and the docs' gene
 verify: venv ## Fail when the generated manifests or docs blocks are stale
 	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator
 	$(BIN)/python tools/docs.py check
+	$(BIN)/python -m deviceplugin_operator.manifests.olm check
+
+bundle: venv ## Regenerate the OLM bundle (bundle/) from the code and deployments/operator
+	$(BIN)/python -m deviceplugin_operator.manifests.olm write
 
 IMAGE ?= docker.io/intel/intel-deviceplugin-operator-py:devel
 # docker, podman or buildah; empty: docker if its daemon answers, else podman, else buildah
