@@ -39,7 +39,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,18 @@ class _Bool(argparse.Action):
 
 
 class _GoFlags(_Parser):
-    """A command whose flags are read with Go's ``flag`` syntax (``go_flags``) first."""
+    """A command whose flags are read with Go's ``flag`` syntax (``go_flags``) first, unless
+    ``go_syntax`` is false (commands with positional arguments)."""
+
+    def __init__(self, *args: Any, go_syntax: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.go_syntax = go_syntax
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(go_flags(self, argv), namespace)
+        return super().parse_known_args(go_flags(self, argv) if self.go_syntax else argv, namespace)
 
 
 def _long_name(action: argparse.Action) -> str:
@@ -334,9 +339,9 @@ def image_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key.endswith("_SHA") and value}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "deviceplugin-operator") -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="deviceplugin-operator",
+        prog=prog,
         description="Kubernetes operator for the Intel device plugins.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_GoFlags)
@@ -542,6 +547,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATTERN=N,...",
         help="accepted for compatibility with the reference operator (klog) and ignored",
     )
+    inspection.add_commands(commands, run)
     return parser
 
 
@@ -686,9 +692,11 @@ async def _run(config: settings.Settings, options: manager.Options) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "deviceplugin-operator") -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(prog).parse_args(argv)
+        if args.command in inspection.COMMANDS:
+            return inspection.main(args, os.environ, lambda: build_settings(args, os.environ))
         config = build_settings(args, os.environ)
         options = build_options(args, os.environ)
     except UsageError as error:
@@ -718,6 +726,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def reference_main(argv: Sequence[str] | None = None) -> int:
     """``intel_deviceplugin_operator``, the reference's command: ``run`` with its flags."""
     return main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl-deviceplugins``: the same commands as a kubectl plugin
+    (``kubectl deviceplugins diagnose``)."""
+    return main(argv, prog="kubectl deviceplugins")
 
 
 if __name__ == "__main__":

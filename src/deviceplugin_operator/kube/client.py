@@ -353,6 +353,7 @@ class HttpKubeClient:
         body: objects.JsonObject | JsonPatch | None = None,
         content_type: str = "application/json",
         timeout: float | aiohttp.ClientTimeout | None = None,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """Send one request and return the response with its body unread."""
         start = time.monotonic()
@@ -362,7 +363,7 @@ class HttpKubeClient:
         configuration = api.configuration
         headers = {
             **api.default_headers,
-            "Accept": "application/json",
+            "Accept": accept,
             "Content-Type": content_type,
         }
         # The library's bearer token, refreshed by its hook when it expires (exec plugins).
@@ -619,3 +620,33 @@ class HttpKubeClient:
         if preconditions:
             options["preconditions"] = preconditions
         return await self._request("delete", resource, "DELETE", path, body=options)
+
+    async def logs(
+        self,
+        pod: str,
+        namespace: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
+        previous: bool = False,
+    ) -> str:
+        """The log of a pod's container (``pods/log``), as text."""
+        path = resources.PODS.path(namespace, pod, "log")
+        query = _query(
+            container=container,
+            tailLines=tail_lines,
+            limitBytes=limit_bytes,
+            previous=previous or None,
+        )
+        response = await self._open(
+            "get", resources.PODS, "GET", path, query=query, accept="text/plain, */*"
+        )
+        try:
+            async with response:
+                data = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise errors.TransportError(f"GET {path} failed: {exc!r}") from exc
+        if not 200 <= response.status < 300:
+            raise errors.from_status(response.status, data)
+        return data.decode("utf-8", errors="replace")
