@@ -227,6 +227,7 @@ class FakeKubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
+        page_size: int = 500,
     ) -> client.ObjectList:
         namespace = namespace if resource.namespaced else None
         self._request("list", resource, namespace, None)

@@ -252,12 +252,16 @@ async def test_fpga_dynamic_resource_names(running: Running, node_figures: Any) 
     selector = {"intel.feature.node.kubernetes.io/fpga-arria10": "true"}
     await create(running, FPGA, name, {"nodeSelector": selector, "mode": "af"})
     try:
+        last: list[dict[str, Any]] = [{}]
 
         async def advertised() -> dict[str, Any] | None:
-            status = await running.status(FPGA, name)
-            return status if condition(status).get("status") == "True" else None
+            last[0] = await running.status(FPGA, name)
+            return last[0] if condition(last[0]).get("status") == "True" else None
 
-        status = await eventually_async(advertised, timeout=90, what="FPGA devices advertised")
+        try:
+            status = await eventually_async(advertised, timeout=120, what="FPGA devices")
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}; last status: {last[0]}") from None
         assert status["devices"] == [
             {"resource": AF, "capacity": 2, "allocatable": 2, "nodes": 1},
             {"resource": REGION, "capacity": 1, "allocatable": 1, "nodes": 1},

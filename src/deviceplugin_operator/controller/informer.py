@@ -76,6 +76,7 @@ class Informer:
         watch_timeout: float = 300.0,
         retry: backoff.Backoff | None = None,
         transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
+        page_size: int = 500,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -90,6 +91,9 @@ class Informer:
         self.transform = transform
         """Applied to every object before it is stored and handed to handlers (client-go's
         TransformFunc): keeps only what the readers of the cache need."""
+        self.page_size = page_size
+        """Objects per page of a list: with a transform, smaller pages hold fewer whole
+        objects at a time."""
         self._handlers: builtins.list[Handler] = []
         self._synced = asyncio.Event()
         self._resource_version = ""
@@ -209,6 +213,7 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             transform=self._trimmed,
+            page_size=self.page_size,
         )
         first = not self._synced.is_set()
         if not first:

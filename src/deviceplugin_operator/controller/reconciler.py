@@ -115,6 +115,9 @@ class Reconciler:
         self.devices_grace = devices_grace
         """How long a ready plugin may advertise no device before ``DevicesAdvertised``
         reports its node."""
+        self.nodes_unreadable: str | None = None
+        """Why nodes cannot be read (set before the workers start, e.g. RBAC without them):
+        statuses then carry no devices and ``DevicesAdvertised`` is Unknown."""
         self.crd = f"{kind.plural}.{plugin.GROUP}"
         self._dropped: frozenset[str] = frozenset()
         """Status fields the kind's CRD does not keep (an older schema, e.g. the reference's:
@@ -462,14 +465,19 @@ class Reconciler:
             nodes=nodes,
             domain=self.kind.resource_domain,
             devices_grace=self.devices_grace,
+            nodes_unreadable=self.nodes_unreadable,
         )
-        recheck = status.devices_recheck(
-            current,
-            pods,
-            nodes=nodes,
-            domain=self.kind.resource_domain,
-            now=now,
-            devices_grace=self.devices_grace,
+        recheck = (
+            None
+            if self.nodes_unreadable
+            else status.devices_recheck(
+                current,
+                pods,
+                nodes=nodes,
+                domain=self.kind.resource_domain,
+                now=now,
+                devices_grace=self.devices_grace,
+            )
         )
         wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
         kept = _without(wanted, self._dropped)

@@ -115,10 +115,12 @@ class KubeClient(Protocol):
         label_selector: str | None = None,
         field_selector: str | None = None,
         transform: Callable[[objects.JsonObject], objects.JsonObject] | None = None,
+        page_size: int = 500,
     ) -> ObjectList:
-        """Every object selected; ``transform`` is applied to each as it arrives, so that
-        only one page of whole objects is held at a time (an informer's trimmed cache of
-        thousands of nodes would otherwise cost the whole list at its start)."""
+        """Every object selected, fetched ``page_size`` at a time; ``transform`` is applied to
+        each as it arrives, so that only one page of whole objects is held at a time (an
+        informer's trimmed cache of thousands of nodes would otherwise cost the whole list at
+        its start, and what a large page leaves fragmented stays resident)."""
         ...
 
     def watch(

@@ -37,6 +37,10 @@ from deviceplugin_operator.reconcile import status
 log = logging.getLogger(__name__)
 
 
+NODE_PAGE = 100
+"""Nodes per page of the node informer's list (docs/benchmarks.md, nodes and devices)."""
+
+
 def plugin_label_selector(device_names: Sequence[str]) -> str:
     """``app in (intel-gpu-plugin, ...)``: the DaemonSets and Pods of the enabled kinds."""
     names = ",".join(sorted(devices.KINDS[name].base_name for name in device_names))
@@ -89,6 +93,8 @@ class Parts:
             kube,
             resources.NODES,
             transform=functools.partial(status.node_essentials, domains=domains),
+            # A page of 500 whole nodes left ~17 MiB resident at 1000 nodes, one of 100 ~5.
+            page_size=NODE_PAGE,
         )
         self.recorder = events.Recorder(kube)
         self.plugin_informers: list[informer.Informer] = []
@@ -172,10 +178,21 @@ class Parts:
         return [
             self.daemonsets,
             self.pods,
-            self.nodes,
+            *([self.nodes] if self.nodes_unreadable is None else []),
             *self.plugin_informers,
             *self.mapping_informers,
         ]
+
+    nodes_unreadable: str | None = None
+    """Why the nodes cannot be listed (``without_nodes``); None while they can."""
+
+    def without_nodes(self, reason: str) -> None:
+        """Run without the node informer: the install's RBAC does not let the operator list
+        nodes (the reference's does not), so statuses carry no devices, and their
+        ``DevicesAdvertised`` condition says ``reason``. Called before anything starts."""
+        self.nodes_unreadable = reason
+        for controller in self.controllers:
+            controller.reconciler.nodes_unreadable = reason
 
     def synced(self) -> bool:
         return all(inf.synced for inf in self.informers)

@@ -143,7 +143,8 @@ class Manager(composition.Parts):
         # write statuses without the devices the nodes advertise.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
-        await self.nodes.wait_synced()
+        if self.nodes_unreadable is None:
+            await self.nodes.wait_synced()
         # Nothing below awaits: the election's callbacks cannot run between this check and
         # the workers' creation, so a loss either stops the start here or cancels them.
         if self._stopping:

@@ -9,7 +9,10 @@ Every check is a read (the operator writes nothing before it leads), and a cheap
   install's RBAC does not grant reading namespaces, and a pod's own namespace exists);
 * every informer's LIST, with a field selector that matches nothing, so no object comes back:
   a 403 stops the start, and so does a 404 of a resource type the API server does not serve
-  (the CRDs are not installed);
+  (the CRDs are not installed). Nodes are the exception: they only feed the devices in the
+  statuses, and the reference's RBAC, which this operator must run with, does not grant
+  them, so a 403 there is a warning and the operator runs without them
+  (``Parts.without_nodes``);
 * the Lease: GET, where a 403 stops the start (404: it is created when first leading).
 
 The first request also tells whether the API server can be reached and takes the credentials.
@@ -18,11 +21,14 @@ The first request also tells whether the API server can be reached and takes the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from deviceplugin_operator.controller import election, informer
 from deviceplugin_operator.kube import client, errors, resources
 from deviceplugin_operator.manager import composition, startup
+
+log = logging.getLogger(__name__)
 
 NOTHING = "metadata.name=deviceplugin-operator-start-up-check"
 """A field selector no object of the operator matches: a LIST that checks only the permission."""
@@ -44,7 +50,8 @@ async def check(parts: composition.Parts, *, server: str, kubeconfig: str) -> No
         await checks.namespace(*first)
         found = await asyncio.gather(
             *(checks.namespace(name, holds) for name, holds in others),
-            *(checks.listing(inf) for inf in parts.informers),
+            *(checks.listing(inf) for inf in parts.informers if inf is not parts.nodes),
+            checks.nodes(parts),
             *([checks.lease(lease)] if lease is not None else []),
             return_exceptions=True,
         )
@@ -104,6 +111,17 @@ class _Checks:
                 field_selector=NOTHING,
             ),
         )
+
+    async def nodes(self, parts: composition.Parts) -> None:
+        try:
+            await self.listing(parts.nodes)
+        except startup.StartupError as refusal:
+            reason = (
+                f"The devices the nodes advertise are not known: {refusal} "
+                "(list and watch on nodes)"
+            )
+            log.warning(reason)
+            parts.without_nodes(reason)
 
     async def lease(self, config: election.Config) -> None:
         try:

@@ -73,6 +73,7 @@ def observed_status(
     nodes: Mapping[str, Mapping[str, Any]] | None = None,
     domain: str = "",
     devices_grace: datetime.timedelta = DEVICES_GRACE,
+    nodes_unreadable: str | None = None,
 ) -> plugin.DevicePluginStatus:
     """The status of a resource at ``generation``.
 
@@ -87,13 +88,22 @@ def observed_status(
     ``nodes`` are the (``node_essentials`` of the) nodes by name, at least those the pods run
     on (a node missing from it advertises nothing), ``domain`` the kind's resource domain and
     ``devices_grace`` how long a ready plugin may advertise nothing before it is reported.
+    ``nodes_unreadable`` says why the nodes cannot be read (RBAC without them, such as the
+    reference's): the devices are then left out and ``DevicesAdvertised`` is Unknown.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now = now.replace(microsecond=0)
     live = _live_pods(daemonset, pods)
     node_names = sorted({_node_name(pod) for pod in live} - {""})
-    found = _advertised(live, nodes or {}, domain, devices_grace, now)
+    if nodes_unreadable is None:
+        found = _advertised(live, nodes or {}, domain, devices_grace, now)
+    else:
+        found = _Advertised(
+            devices=None,
+            condition=(DEVICES_ADVERTISED, "Unknown", "NodesNotReadable", nodes_unreadable),
+            recheck=None,
+        )
 
     ds_status: Mapping[str, Any] = {} if daemonset is None else daemonset.get("status") or {}
     desired = int(ds_status.get("desiredNumberScheduled", 0))
@@ -124,7 +134,7 @@ def observed_status(
         observed_generation=generation,
         conditions=conditions,
         devices=found.devices,
-        device_totals=_totals(found.devices),
+        device_totals=None if found.devices is None else _totals(found.devices),
     )
 
 
@@ -145,7 +155,7 @@ def devices_recheck(
 
 @dataclasses.dataclass(frozen=True)
 class _Advertised:
-    devices: list[plugin.AdvertisedDevice]
+    devices: list[plugin.AdvertisedDevice] | None
     condition: _Fresh
     recheck: float | None
 

@@ -173,13 +173,6 @@ async def test_a_namespace_the_operator_may_not_read_is_not_judged() -> None:
             "(deployments/operator/rbac/role.yaml)",
         ),
         (
-            "list",
-            resources.NODES,
-            None,
-            "the ClusterRole intel-deviceplugins-manager-role "
-            "(deployments/operator/rbac/role.yaml)",
-        ),
-        (
             "get",
             resources.LEASES,
             "ops",
@@ -187,7 +180,7 @@ async def test_a_namespace_the_operator_may_not_read_is_not_judged() -> None:
             "(deployments/operator/rbac/leader_election_role.yaml) in ops",
         ),
     ],
-    ids=["daemonsets", "gpudeviceplugins", "nodes", "lease"],
+    ids=["daemonsets", "gpudeviceplugins", "lease"],
 )
 async def test_an_rbac_refusal_names_user_verb_resource_namespace_and_role(
     verb: str, resource: resources.Resource, namespace: str | None, role: str
@@ -244,3 +237,20 @@ async def test_an_api_server_that_is_busy_now_does_not_stop_the_start() -> None:
     kube = Refusing("plugins", "ops")
     kube.refuse("list", resources.PODS, errors.ApiError(429, "TooManyRequests", "slow down"))
     await preflight.check(operator(kube), server=SERVER, kubeconfig=KUBECONFIG)
+
+
+async def test_nodes_the_rbac_refuses_are_a_warning_and_statuses_go_without_devices(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The reference's RBAC grants no nodes, and this operator must run with it.
+    kube = Refusing("plugins", "ops")
+    kube.refuse("list", resources.NODES, forbidden("list", "nodes", "", None))
+    mgr = operator(kube, lease="ops")
+    await preflight.check(mgr, server=SERVER, kubeconfig=KUBECONFIG)
+    reason = mgr.nodes_unreadable
+    assert reason is not None
+    assert reason.startswith("The devices the nodes advertise are not known: RBAC denied: ")
+    assert f"{USER} cannot list nodes cluster-wide; bind the ClusterRole" in reason
+    assert mgr.nodes not in mgr.informers
+    assert [c.reconciler.nodes_unreadable for c in mgr.controllers] == [reason]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [reason]

@@ -222,3 +222,18 @@ def test_pod_readiness_is_kept_and_an_input() -> None:
     essentials = status.pod_essentials(pod("a"))
     assert essentials["status"]["conditions"][0]["status"] == "True"
     assert status.pod_inputs(pod("a")) != status.pod_inputs(pod("a", ready_since=None))
+
+
+def test_nodes_the_operator_may_not_read_leave_the_devices_out() -> None:
+    result = status.observed_status(
+        DS,
+        [pod("a")],
+        generation=1,
+        now=NOW,
+        nodes={"a": node("a", gpu__i915="1")},
+        domain="gpu.intel.com",
+        nodes_unreadable="RBAC denied: list nodes",
+    )
+    assert devices_condition(result) == ("Unknown", "NodesNotReadable", "RBAC denied: list nodes")
+    assert "devices" not in result.wire()
+    assert "deviceTotals" not in result.wire()
