@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import pathlib
@@ -50,6 +51,13 @@ write and requeues with exponential backoff otherwise; on 2 busy cores with thou
 pods that left DaemonSet statuses stale for many minutes (up to its 1000 s backoff) while every
 pod was Ready, for either operator. Convergence measures the operators, so the check is off."""
 LATENCY_LABEL = "bench.intel.com/latency"
+NODE_DEVICES = {
+    "gpu.intel.com/i915": "1",
+    "gpu.intel.com/millicores": "1000",
+    "qat.intel.com/generic": "4",
+    "sgx.intel.com/epc": "1",
+}
+"""What the nodes added by the memory scenario advertise (kwok keeps a node's status)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +71,9 @@ class Size:
     steady_seconds: float
     startup_runs: int
     unrelated_pods: tuple[int, ...]
-    memory_nodes: int
+    memory_nodes: tuple[int, ...]
+    """Node counts of the memory scenario's node levels (added nodes advertise Intel devices;
+    the plugin pods stay on the base nodes, so what grows is the node cache alone)."""
     memory_settle: float
     convergence_timeout: float = 300
     admission_seconds: float = 10.0
@@ -103,7 +113,7 @@ SIZES = {
         steady_seconds=120,
         startup_runs=3,
         unrelated_pods=(1000, 5000),
-        memory_nodes=1000,
+        memory_nodes=(1000,),
         memory_settle=5,
     ),
     # a few minutes, to check that the harness works (not for figures)
@@ -117,7 +127,7 @@ SIZES = {
         steady_seconds=15,
         startup_runs=1,
         unrelated_pods=(100,),
-        memory_nodes=20,
+        memory_nodes=(20,),
         memory_settle=2,
         admission_seconds=2.0,
     ),
@@ -131,7 +141,7 @@ SIZES = {
         steady_seconds=600,
         startup_runs=5,
         unrelated_pods=(1000, 5000),
-        memory_nodes=1000,
+        memory_nodes=(1000,),
         memory_settle=30,
         convergence_timeout=1200,
         admission_seconds=30.0,
@@ -232,11 +242,19 @@ class Bench:
             for i in range(count)
         ]
 
-    def add_nodes(self, total: int) -> None:
+    def add_nodes(self, total: int, *, devices: bool = False) -> None:
+        """Have ``total`` bench nodes; new ones advertise ``NODE_DEVICES`` with ``devices``."""
         specs = self._group_specs(total)
         api = self.cluster.api()
-        lc_nodes.ensure(api, specs)
-        lc_nodes.wait_ready(api, [s.name for s in specs], timeout=600)
+        if devices:
+            for spec in specs:
+                manifest = lc_nodes.manifest(spec)
+                for field in ("capacity", "allocatable"):
+                    manifest["status"][field] = {**manifest["status"][field], **NODE_DEVICES}
+                api.create("/api/v1/nodes", manifest)
+        else:
+            lc_nodes.ensure(api, specs)
+        lc_nodes.wait_ready(api, [s.name for s in specs], timeout=1800)
 
     async def regroup(self, nodes: int, per_kind: int) -> int:
         """Label the first ``nodes`` bench nodes into ``per_kind`` groups, the rest idle.
@@ -802,16 +820,17 @@ async def memory(bench: Bench) -> list[dict[str, Any]]:
             took = await _scale_unrelated(bench, unrelated)
             say(f"memory: {unrelated} unrelated pods Running after {took:.0f}s")
         records += await _memory_level(bench, level, unrelated, selector, index)
-    if size.memory_nodes > size.nodes:
-        if size.unrelated_pods:
-            await _scale_unrelated(bench, 0)
+    node_levels = [count for count in size.memory_nodes if count > size.nodes]
+    if node_levels and size.unrelated_pods:
+        await _scale_unrelated(bench, 0)
+    # The plugin pods stay on the base cluster's first group: what grows is the cluster.
+    on_base = {**selector, GROUP_LABEL: node_group(0, *bench.grouping)}
+    for offset, count in enumerate(node_levels, len(levels)):
         started = time.monotonic()
-        await asyncio.to_thread(bench.add_nodes, size.memory_nodes)
-        say(f"memory: {size.memory_nodes} nodes Ready after {time.monotonic() - started:.0f}s")
-        records += await _memory_level(
-            bench, f"nodes_{size.memory_nodes}", 0, selector, len(levels)
-        )
-    else:
+        await asyncio.to_thread(functools.partial(bench.add_nodes, count, devices=True))
+        say(f"memory: {count} nodes Ready after {time.monotonic() - started:.0f}s")
+        records += await _memory_level(bench, f"nodes_{count}", 0, on_base, offset)
+    if not node_levels:
         bench.note("memory", f"the base cluster already has {size.nodes} nodes: see idle")
     return records
 
