@@ -267,6 +267,11 @@ class ReloadingCertificate:
         log.info("Loaded webhook certificate")
         return True
 
+    @property
+    def served(self) -> bytes | None:
+        """The certificate chain (PEM) loaded last, None before one was."""
+        return None if self._loaded is None else self._loaded[0]
+
     async def watch(self) -> None:
         """Check forever (cancel the task to stop)."""
         while True:
@@ -288,6 +293,14 @@ class MountedCertificates(ReloadingCertificate):
 Answer = Callable[[endpoints.Webhook, review.AdmissionRequest], Awaitable[review.AdmissionResponse]]
 
 
+class RequestObserver(Protocol):
+    """Hears of each request to a webhook path: when it starts and how it ended."""
+
+    def started(self, path: str) -> None: ...
+
+    def finished(self, path: str, code: int, seconds: float) -> None: ...
+
+
 def _is_json(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
@@ -305,6 +318,7 @@ class AdmissionServer:
     that plugin and init images must come from (``validation.check_registry``).
     ``allowed_clients`` (empty: any client the TLS context accepts) are the common or DNS
     names of the client certificates answered; others get a 403.
+    ``observer`` hears of every request to a webhook path (the metrics).
     """
 
     def __init__(
@@ -323,6 +337,7 @@ class AdmissionServer:
         body_budget: int = BODY_BUDGET,
         read_timeout: float = READ_TIMEOUT,
         max_containers: int = MAX_CONTAINERS,
+        observer: RequestObserver | None = None,
     ):
         self.webhooks = endpoints.webhooks(
             (kind.name for kind in kinds), pod_failure_policy=pod_failure_policy
@@ -340,6 +355,7 @@ class AdmissionServer:
         self.limits = limits
         self.read_timeout = read_timeout
         self.max_containers = max_containers
+        self.observer = observer
         self._budget = _Budget(max(body_budget, max_body))
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._site: listening.GuardedSite | None = None
@@ -361,12 +377,36 @@ class AdmissionServer:
 
     def app(self) -> web.Application:
         """The aiohttp application: one POST route per webhook, each to its verb's handler."""
-        app = web.Application(client_max_size=self.max_body, middlewares=[_never_500])
+        app = web.Application(
+            client_max_size=self.max_body, middlewares=[self._observed, _never_500]
+        )
         # Outermost: a client not allowed gets nothing else of the server.
         app.middlewares.insert(0, self._known_client)
         for webhook in self.webhooks:
             app.router.add_post(webhook.path, self._handle)
         return app
+
+    @web.middleware
+    async def _observed(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        observer = self.observer
+        if observer is None or request.path not in self._by_path:
+            return await handler(request)
+        observer.started(request.path)
+        began = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as error:
+            code = error.status
+            raise
+        finally:
+            observer.finished(request.path, code, time.perf_counter() - began)
 
     @web.middleware
     async def _known_client(

@@ -289,6 +289,52 @@ def renewal(bundle: Bundle, hosts: Sequence[str], now: datetime.datetime) -> Ren
     return None
 
 
+def not_after(pem: bytes) -> datetime.datetime | None:
+    """When the first certificate of a PEM chain expires; None when it cannot be read.
+
+    Read from the DER structure without cryptography, which a mounted certificate never
+    needs otherwise: Certificate → tbsCertificate → [version], serial, signature, issuer,
+    validity → notAfter (UTCTime or GeneralizedTime)."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start)
+    if start < 0 or stop < 0:
+        return None
+    try:
+        der = base64.b64decode(b"".join(pem[start + len(begin) : stop].split()), validate=True)
+        _, certificate, _ = _der(der, 0)
+        _, tbs, _ = _der(der, certificate)
+        tag, _, after = _der(der, tbs)
+        element = after if tag == 0xA0 else tbs  # after the [0] version, if any
+        for _ in range(3):  # serialNumber, signature, issuer
+            _, _, element = _der(der, element)
+        _, validity, _ = _der(der, element)
+        _, at, after = _der(der, validity)  # notBefore
+        tag, at, after = _der(der, after)
+        text = der[at:after].decode("ascii")
+        if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ: years 1950-2049
+            year = int(text[:2])
+            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+        elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
+            return None
+        return datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=datetime.UTC)
+    except (ValueError, IndexError):
+        return None
+
+
+def _der(der: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the DER element at ``offset``."""
+    tag, length = der[offset], der[offset + 1]
+    offset += 2
+    if length & 0x80:
+        size = length & 0x7F
+        length = int.from_bytes(der[offset : offset + size], "big")
+        offset += size
+    if offset + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, offset, offset + length
+
+
 def _certificate(pem: bytes) -> x509.Certificate | None:
     from cryptography import x509  # noqa: PLC0415 - lazy: see above
 

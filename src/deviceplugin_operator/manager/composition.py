@@ -150,7 +150,9 @@ class Parts:
             allowed_registries=options.allowed_image_registries,
             allowed_clients=options.webhook_client_names,
         )
+        self.admission.observer = self.metrics.webhooks(w.path for w in self.admission.webhooks)
         self.webhook_certificates = webhook_certificates.WebhookCertificates(kube, options)
+        self.metrics.add_certificate_expiry(self.webhook_certificates.expiry)
         if options.webhook_port:
             self.probes.checks["webhook"] = lambda: self.admission.serving
         self._plugins_by_kind = {

@@ -116,6 +116,8 @@ class WebhookCertificates:
         self._self_managed: tuple[certificates.SelfManaged, ssl.SSLContext, pathlib.Path] | None = (
             None
         )
+        self._mounted: server.MountedCertificates | None = None
+        self._expiry: tuple[bytes, float | None] = (b"", None)
 
     async def start(self) -> ssl.SSLContext:
         """A TLS context serving the current certificate, kept current from now on."""
@@ -148,6 +150,7 @@ class WebhookCertificates:
                     "(--webhook-cert-dir), or let the operator manage its own "
                     "(--webhook-certs=self-managed)",
                 )
+            self._mounted = mounted
             self._background.append(asyncio.create_task(mounted.watch()))
             return context
         prefix = options.webhook_configuration_prefix
@@ -201,6 +204,21 @@ class WebhookCertificates:
         bundle = await self_managed.ensure()
         if bundle != served:
             server.load_pem(context, bundle.cert, bundle.key, cert_dir)
+
+    def expiry(self) -> float | None:
+        """When the served certificate expires (Unix seconds); None before one is served."""
+        if self._mounted is not None:
+            served = self._mounted.served
+        elif self._self_managed is not None and self._self_managed[0].current is not None:
+            served = self._self_managed[0].current.cert
+        else:
+            served = None
+        if served is None:
+            return None
+        if self._expiry[0] != served:
+            expires = certificates.not_after(served)
+            self._expiry = (served, None if expires is None else expires.timestamp())
+        return self._expiry[1]
 
     async def _keep(self) -> None:
         while True:

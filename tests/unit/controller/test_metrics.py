@@ -14,12 +14,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import test_utils as aiohttp_test
+from cryptography import x509
 from prometheus_client import parser
 
 import fakes
+from deviceplugin_operator import devices, manager
+from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates, queue
 from deviceplugin_operator.controller.metrics import authorizing, recording, serving
 from deviceplugin_operator.kube import client, errors, objects, resources
+from deviceplugin_operator.manager import webhook_certificates
 
 TOKENS = {"good-token": "system:serviceaccount:mon:prometheus", "idle-token": "someone"}
 ALLOWED_USERS = {"system:serviceaccount:mon:prometheus"}
@@ -153,6 +158,77 @@ def test_leader_status_gauge() -> None:
     assert value(metrics, "leader_election_master_status", **lease) == 1
     report(False)
     assert value(metrics, "leader_election_master_status", **lease) == 0
+
+
+async def test_webhook_requests_use_controller_runtime_names_and_paths() -> None:
+    metrics = recording.Metrics()
+    gpu = {"webhook": "/validate-deviceplugin-intel-com-v1-gpudeviceplugin"}
+    recorder = metrics.webhooks([gpu["webhook"]])
+    assert value(metrics, "controller_runtime_webhook_requests_total", code="200", **gpu) == 0
+    assert value(metrics, "controller_runtime_webhook_requests_total", code="500", **gpu) == 0
+    assert value(metrics, "controller_runtime_webhook_requests_in_flight", **gpu) == 0
+
+    # Through the admission server's middleware: a review, a refused content type, and a
+    # path that is no webhook (not counted).
+    admission = server.AdmissionServer([devices.KINDS["gpu"]], observer=recorder)
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u1",
+            "kind": {"group": "deviceplugin.intel.com", "version": "v1", "kind": "GpuDevicePlugin"},
+            "resource": {
+                "group": "deviceplugin.intel.com",
+                "version": "v1",
+                "resource": "gpudeviceplugins",
+            },
+            "operation": "CREATE",
+            "name": "gpu",
+            "object": {
+                "apiVersion": "deviceplugin.intel.com/v1",
+                "kind": "GpuDevicePlugin",
+                "metadata": {"name": "gpu"},
+                "spec": {"image": "intel/intel-gpu-plugin:0.36.0"},
+            },
+        },
+    }
+    async with aiohttp_test.TestClient(aiohttp_test.TestServer(admission.app())) as http:
+        answered = await http.post(gpu["webhook"], json=review)
+        assert answered.status == 200
+        refused = await http.post(gpu["webhook"], data=b"{}")
+        assert refused.status == 415
+        assert (await http.post("/elsewhere", json=review)).status == 404
+    await admission.stop()
+
+    assert value(metrics, "controller_runtime_webhook_requests_total", code="200", **gpu) == 1
+    assert value(metrics, "controller_runtime_webhook_requests_total", code="415", **gpu) == 1
+    assert value(metrics, "controller_runtime_webhook_latency_seconds_count", **gpu) == 2
+    assert value(metrics, "controller_runtime_webhook_requests_in_flight", **gpu) == 0
+    assert not [labels for name, labels in samples(metrics) if ("webhook", "/elsewhere") in labels]
+
+
+def test_webhook_certificate_expiry_is_read_when_scraped() -> None:
+    metrics = recording.Metrics()
+    name = "deviceplugin_operator_webhook_certificate_expiration_timestamp_seconds"
+    assert value(metrics, name) is None
+    served: list[float | None] = [None]
+    metrics.add_certificate_expiry(lambda: served[0])
+    assert value(metrics, name) is None
+    served[0] = 1_900_000_000.0
+    assert value(metrics, name) == 1_900_000_000.0
+
+
+def test_not_after_reads_the_first_certificate_of_a_chain_without_cryptography() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    bundle = certificates.issue(["localhost"], now)
+    expected = x509.load_pem_x509_certificate(bundle.cert).not_valid_after_utc
+    assert certificates.not_after(bundle.cert + bundle.ca_cert) == expected
+    assert certificates.not_after(bundle.ca_cert) == (
+        x509.load_pem_x509_certificate(bundle.ca_cert).not_valid_after_utc
+    )
+    assert certificates.not_after(b"not a certificate") is None
+    truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert certificates.not_after(truncated) is None
 
 
 def test_every_metric_has_no_created_series_and_process_metrics_are_there() -> None:
@@ -366,3 +442,29 @@ async def test_a_mounted_certificate_is_served(tmp_path: pathlib.Path) -> None:
     finally:
         await server.stop()
     assert ("DNS", "metrics.example") in peer["subjectAltName"]
+
+
+async def test_the_expiry_of_a_mounted_certificate_follows_its_reload(
+    tmp_path: pathlib.Path,
+) -> None:
+    def mount(bundle: certificates.Bundle) -> float:
+        (tmp_path / "tls.crt").write_bytes(bundle.cert + bundle.ca_cert)
+        (tmp_path / "tls.key").write_bytes(bundle.key)
+        return x509.load_pem_x509_certificate(bundle.cert).not_valid_after_utc.timestamp()
+
+    now = datetime.datetime.now(datetime.UTC)
+    first = mount(certificates.issue(["127.0.0.1"], now))
+    options = manager.Options(
+        webhook_cert_dir=str(tmp_path), webhook_certs="mounted", operator_namespace="ops"
+    )
+    served = webhook_certificates.WebhookCertificates(fakes.FakeKubeClient(), options)
+    assert served.expiry() is None
+    await served.start()
+    try:
+        assert served.expiry() == first
+        renewed = mount(certificates.issue(["127.0.0.1"], now + datetime.timedelta(days=30)))
+        assert served._mounted is not None
+        assert served._mounted.reload_if_changed()
+        assert served.expiry() == renewed != first
+    finally:
+        served.stop()

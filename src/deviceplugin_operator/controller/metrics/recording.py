@@ -12,6 +12,10 @@ dashboards and alerts written for the reference operator keep working:
   work and longest running processor;
 * ``rest_client_requests_total{code,method,host}`` for every client it is hooked into;
 * ``leader_election_master_status{name}`` while leader election runs;
+* ``controller_runtime_webhook_latency_seconds{webhook}``, ``..._requests_total{code,webhook}``
+  and ``..._requests_in_flight{webhook}`` for the admission server's paths;
+* ``deviceplugin_operator_webhook_certificate_expiration_timestamp_seconds``: when the
+  certificate the admission server serves expires (self-managed or mounted);
 * ``deviceplugin_operator_desired_pods{kind,name}`` and ``..._ready_pods`` from the statuses
   the reconcilers wrote, as cached by the informers (a deleted resource's series disappear);
 * the process collectors (``process_resident_memory_bytes`` ...).
@@ -45,6 +49,8 @@ QUEUE_BUCKETS = tuple(1e-8 * 10**power for power in range(12))
 
 RESULTS = ("success", "error", "requeue", "requeue_after")
 """The values of the ``result`` label of controller_runtime_reconcile_total."""
+WEBHOOK_BUCKETS = prometheus_client.Histogram.DEFAULT_BUCKETS
+"""controller-runtime's webhook latency buckets (prometheus.DefBuckets)."""
 
 _METHODS = {
     "get": "GET",
@@ -58,6 +64,8 @@ _METHODS = {
 
 StatusLister = Callable[[], Iterable[objects.JsonObject]]
 """Returns the cached resources of one kind, with the status their reconciler wrote."""
+ExpiryReader = Callable[[], float | None]
+"""Returns when the served certificate expires (Unix seconds), None while none is served."""
 
 
 class Metrics:
@@ -127,10 +135,31 @@ class Metrics:
             ["name"],
             registry=on,
         )
+        self.webhook_latency = prometheus_client.Histogram(
+            "controller_runtime_webhook_latency_seconds",
+            "Histogram of the latency of processing admission requests",
+            ["webhook"],
+            buckets=WEBHOOK_BUCKETS,
+            registry=on,
+        )
+        self.webhook_requests = prometheus_client.Counter(
+            "controller_runtime_webhook_requests_total",
+            "Total number of admission requests by HTTP status code.",
+            ["code", "webhook"],
+            registry=on,
+        )
+        self.webhook_in_flight = prometheus_client.Gauge(
+            "controller_runtime_webhook_requests_in_flight",
+            "Current number of admission requests being served.",
+            ["webhook"],
+            registry=on,
+        )
         self.queues = _QueueCollector()
         self.statuses = _StatusCollector()
+        self.certificate = _CertificateCollector()
         self.registry.register(self.queues)
         self.registry.register(self.statuses)
+        self.registry.register(self.certificate)
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
         prometheus_client.GCCollector(registry=self.registry)
@@ -151,6 +180,19 @@ class Metrics:
     def add_statuses(self, kind: str, lister: StatusLister) -> None:
         """Report desired and ready pods of every resource of ``kind`` that ``lister`` returns."""
         self.statuses.listers[kind] = lister
+
+    def webhooks(self, paths: Iterable[str]) -> WebhookRecorder:
+        """The admission server's ``RequestObserver``; its ``paths`` are reported from now on,
+        with the codes 200 and 500 at 0 as controller-runtime initialises them."""
+        for path in paths:
+            self.webhook_in_flight.labels(path).set(0)
+            for code in ("200", "500"):
+                self.webhook_requests.labels(code, path)
+        return WebhookRecorder(self)
+
+    def add_certificate_expiry(self, reader: ExpiryReader) -> None:
+        """Report the expiry ``reader`` returns when scraped."""
+        self.certificate.reader = reader
 
     def request_hook(self) -> RequestCounter:
         """A ``request_hook`` for ``client.connect``; set its ``host`` once connected."""
@@ -194,6 +236,21 @@ class ControllerMetrics:
         self.metrics.reconcile_time.labels(self.controller).observe(seconds)
         if result == "error":
             self.metrics.reconcile_errors.labels(self.controller).inc()
+
+
+@dataclasses.dataclass
+class WebhookRecorder:
+    """Records the admission requests of each webhook path, as controller-runtime does."""
+
+    metrics: Metrics
+
+    def started(self, path: str) -> None:
+        self.metrics.webhook_in_flight.labels(path).inc()
+
+    def finished(self, path: str, code: int, seconds: float) -> None:
+        self.metrics.webhook_in_flight.labels(path).dec()
+        self.metrics.webhook_requests.labels(str(code), path).inc()
+        self.metrics.webhook_latency.labels(path).observe(seconds)
 
 
 class RequestCounter:
@@ -308,4 +365,29 @@ class _StatusCollector:
                 "Ready plugin pods of a device plugin resource (status.numberReady)",
                 labels=["kind", "name"],
             ),
+        )
+
+
+class _CertificateCollector:
+    """When the served webhook certificate expires, read when scraped (no sample before)."""
+
+    def __init__(self) -> None:
+        self.reader: ExpiryReader | None = None
+
+    def describe(self) -> Iterable[core.Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[core.Metric]:
+        family = self._family()
+        expiry = None if self.reader is None else self.reader()
+        if expiry is not None:
+            family.add_metric([], expiry)
+        return [family]
+
+    @staticmethod
+    def _family() -> core.GaugeMetricFamily:
+        return core.GaugeMetricFamily(
+            "deviceplugin_operator_webhook_certificate_expiration_timestamp_seconds",
+            "When the serving certificate of the admission webhooks expires (its notAfter), "
+            "in seconds since the Unix epoch",
         )
