@@ -8,10 +8,14 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT / "tools") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tools"))
 
-import nfd  # noqa: E402
+# tools/ is on the path only for this import: left there, its docs.py would shadow the tests'
+# docs package (tests/docs) for every later import of ``docs.*``.
+sys.path.insert(0, str(ROOT / "tools"))
+try:
+    import nfd
+finally:
+    sys.path.remove(str(ROOT / "tools"))
 
 NFD_NAMESPACE = "node-feature-discovery"
 MASTER_NODE = "plain-server"
