@@ -1,17 +1,20 @@
-"""The Helm chart installed, upgraded, tested and uninstalled on the real node.
+"""The Helm chart installed, upgraded, tested and uninstalled on the real node, hooks included.
 
-helm is built from its Go module by tools/helm.py (cached); the chart runs the image built from
-this tree (``--set image...``, ``pullPolicy: Never``). The chart has no test hook
-(``templates/tests`` does not exist), so ``helm test`` has nothing to run; it is called anyway
-and must succeed.
+helm 4 is built from its Go module by tools/helm.py (cached); the chart runs the image built from
+this tree (``--set image...``, ``pullPolicy: Never``), and so do its hooks: the pre-upgrade Job
+that applies the operator's CRDs, the post-install Job that waits for the admission webhooks,
+the ``helm test`` Pod (a server-side dry-run create through them) and the post-delete Job that
+removes the operator's run-time Secret and Lease.
 """
 
 from __future__ import annotations
 
+import copy
 import pathlib
 import subprocess
 
 import pytest
+import yaml
 
 from e2e import support
 from e2e.support import E2eCluster
@@ -66,15 +69,57 @@ def crds() -> set[support.Key]:
 
 def created_namespace(namespace: str) -> set[support.Key]:
     """What Helm documents it keeps besides crds/: a namespace made by --create-namespace is no
-    part of the release, so it stays, with what the operator made in it at run time (its
-    webhook Secret and the Lease) and what Kubernetes puts in every namespace."""
+    part of the release, so it stays, with what Kubernetes puts in every namespace. What the
+    operator made in it at run time (its webhook Secret, the Lease) the post-delete hook
+    removed."""
     return {
         ("Namespace", "", namespace),
-        ("Secret", namespace, support.SECRET),
-        ("Lease", namespace, support.incluster.LEASE),
         ("ConfigMap", namespace, "kube-root-ca.crt"),
         ("ServiceAccount", namespace, "default"),
     }
+
+
+GPU_CRD = "gpudeviceplugins.deviceplugin.intel.com"
+
+
+def install_older_gpu_crd(e2e: E2eCluster) -> str:
+    """The GPU CRD as an older chart's crds/ left it: one spec field fewer. Returns the field."""
+    crd = yaml.safe_load(
+        (CHART / "crds" / "deviceplugin.intel.com_gpudeviceplugins.yaml").read_text()
+    )
+    old = copy.deepcopy(crd)
+    spec = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    field = sorted(spec["properties"])[-1]
+    del spec["properties"][field]
+    e2e.out(
+        "apply",
+        "--server-side",
+        "--field-manager=older-chart",
+        "-f",
+        "-",
+        input=yaml.safe_dump(old),
+    )
+    return field
+
+
+def stored_gpu_fields(e2e: E2eCluster) -> set[str]:
+    crd = e2e.get("crd", GPU_CRD)
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return set(spec["properties"])
+
+
+def crd_managers(e2e: E2eCluster) -> set[str]:
+    crd = e2e.get("crd", GPU_CRD, "--show-managed-fields")
+    return {entry["manager"] for entry in crd["metadata"]["managedFields"]}
+
+
+def admitted_at_once(e2e: E2eCluster) -> None:
+    """Right after ``helm install`` returned, a resource is admitted at the first attempt (the
+    post-install hook waited for the webhooks; reference #1550, #1658)."""
+    completed = e2e.run(
+        "create", "--dry-run=server", "-o", "json", "-f", str(support.sample_file("gpu"))
+    )
+    assert completed.returncode == 0, completed.stderr
 
 
 def webhook_kinds(e2e: E2eCluster, namespace: str) -> set[str]:
@@ -105,6 +150,9 @@ def test_install_upgrade_test_uninstall_with_default_values(
 ) -> None:
     e2e = empty
     namespace = support.NAMESPACE
+    # An older GPU CRD is in the cluster, and the install does not upgrade CRDs: Helm installs
+    # the other nine from crds/ and skips the existing one, as it always does.
+    field = install_older_gpu_crd(e2e)
     run_helm(
         e2e,
         helm,
@@ -113,8 +161,11 @@ def test_install_upgrade_test_uninstall_with_default_values(
         str(CHART),
         f"--namespace={namespace}",
         "--create-namespace",
+        "--set=upgradeCRDs=false",
         *image_values(),
     )
+    admitted_at_once(e2e)
+    assert field not in stored_gpu_fields(e2e)
     check_runs(e2e, namespace)
     assert webhook_kinds(e2e, namespace) == {"dlb", "dsa", "fpg", "gpu", "iaa", "npu", "qat", "sgx"}
     converge_gpu_sample(e2e)
@@ -133,6 +184,10 @@ def test_install_upgrade_test_uninstall_with_default_values(
         "--set=devices={gpu,qat}",
     )
     check_runs(e2e, namespace, replicas=1)
+    # The pre-upgrade hook applied the operator's CRDs: the field is there now.
+    assert field in stored_gpu_fields(e2e)
+    assert "intel-deviceplugin-operator-crds" in crd_managers(e2e)
+    assert e2e.get("job", "intel-deviceplugins-crd-upgrade", "-n", namespace) is None, "deleted"
     deployment = e2e.get("deployment", support.incluster.DEPLOYMENT, "-n", namespace)
     assert "--devices=gpu,qat" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert e2e.get("pdb", support.incluster.DEPLOYMENT, "-n", namespace) is None
@@ -141,6 +196,8 @@ def test_install_upgrade_test_uninstall_with_default_values(
 
     completed = run_helm(e2e, helm, "test", RELEASE, f"--namespace={namespace}")
     assert "TEST SUITE" in completed.stdout, completed.stdout
+    assert "intel-deviceplugins-test-admission" in completed.stdout, completed.stdout
+    assert "Succeeded" in completed.stdout, completed.stdout
 
     # What Helm documents it keeps: the CRDs of crds/; and what the operator made at run time
     # in the namespace, which --create-namespace does not put in the release.
@@ -199,6 +256,7 @@ def test_rendered_chart_with_its_namespace_applies_and_deletes_cleanly(
         str(CHART),
         f"--namespace={namespace}",
         "--include-crds",
+        "--no-hooks",  # hooks are Helm's to run; kubectl would apply the Jobs as plain objects
         "--set=namespace.create=true",
         *image_values(),
     ).stdout

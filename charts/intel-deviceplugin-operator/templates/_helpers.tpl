@@ -43,3 +43,63 @@ reference operator's, so that an install over it updates its Deployment in place
 control-plane: controller-manager
 manager: intel-deviceplugin-operator
 {{- end -}}
+
+{{/* The operator image: the digest, when given, pins it regardless of the tag. */}}
+{{- define "idpo.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%v" .Values.image.repository .Values.image.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod settings every hook pod of the chart shares with the operator's. */}}
+{{- define "idpo.hookPod" -}}
+restartPolicy: Never
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The container fields every hook container shares with the operator's. */}}
+{{- define "idpo.hookContainer" -}}
+image: {{ include "idpo.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+command:
+- deviceplugin-operator
+{{- with .Values.hookResources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.securityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.extraEnv }}
+env:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The names of the CRDs in crds/ (the generated ones), one YAML list item each. */}}
+{{- define "idpo.crdNames" -}}
+{{- range $path, $_ := .Files.Glob "crds/*.yaml" }}
+- {{ (fromYaml ($.Files.Get $path)).metadata.name }}
+{{- end }}
+{{- end -}}

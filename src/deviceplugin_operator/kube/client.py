@@ -148,7 +148,10 @@ class KubeClient(Protocol):
         namespace: str | None = None,
         *,
         field_manager: str | None = None,
-    ) -> objects.JsonObject: ...
+        dry_run: bool = False,
+    ) -> objects.JsonObject:
+        """POST ``body``; ``dry_run`` runs admission and validation but stores nothing."""
+        ...
 
     async def replace(
         self,
@@ -525,11 +528,11 @@ class HttpKubeClient:
         namespace: str | None = None,
         *,
         field_manager: str | None = None,
+        dry_run: bool = False,
     ) -> objects.JsonObject:
         path = resource.path(_resolve_namespace(resource, namespace, body))
-        return await self._request(
-            "create", resource, "POST", path, query=_query(fieldManager=field_manager), body=body
-        )
+        query = _query(fieldManager=field_manager, dryRun="All" if dry_run else None)
+        return await self._request("create", resource, "POST", path, query=query, body=body)
 
     async def replace(
         self,
