@@ -236,6 +236,16 @@ def diagnose(setup: Setup, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def decoded(completed: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON output; a failure shows what the command wrote to stderr."""
+    try:
+        return json.loads(completed.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"not JSON (exit {completed.returncode}): {completed.stderr}"
+        ) from None
+
+
 def answer(setup: Setup, node: str, expected: str, resource: str = A) -> dict[str, Any]:
     """The JSON answer for one node and resource: ``expected`` once the cluster shows it
     (pods take a moment), else the last one seen."""
@@ -244,7 +254,7 @@ def answer(setup: Setup, node: str, expected: str, resource: str = A) -> dict[st
     def settled() -> bool:
         completed = diagnose(setup, node, f"gpu/{resource}", "-o", "json")
         assert completed.returncode in (0, 1), completed.stderr
-        (only,) = json.loads(completed.stdout)["resources"]
+        (only,) = decoded(completed)["resources"]
         (finding,) = only["nodes"]
         last.clear()
         last.update(finding, exit=completed.returncode)
@@ -323,7 +333,7 @@ def test_ready_without_devices(setup: Setup) -> None:
 def test_refused_spec_has_no_daemonset(setup: Setup) -> None:
     completed = diagnose(setup, f"gpu/{BAD}", "-o", "json")
     assert completed.returncode == 1, completed.stderr
-    (only,) = json.loads(completed.stdout)["resources"]
+    (only,) = decoded(completed)["resources"]
     (finding,) = only["nodes"]
     assert finding["answer"] == "NoDaemonSet"
     assert finding["node"] is None
@@ -388,7 +398,7 @@ def test_as_a_kubectl_plugin(setup: Setup) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    (only,) = json.loads(completed.stdout)["resources"]
+    (only,) = decoded(completed)["resources"]
     assert only["nodes"][0]["answer"] == "Ready"
     failing = subprocess.run(
         ["kubectl", "deviceplugins", "diagnose", NODE["tainted"], f"gpu/{A}"],
