@@ -265,6 +265,7 @@ VERSIONS: Sequence[tuple[str, str, str, str]] = (
     ),
     ("kwok", "tools/localcluster/src/localcluster/binaries.py", "KWOK_VERSION", "fake nodes"),
     ("helm", "tools/helm.py", "HELM_VERSION", "chart tests"),
+    ("helm 3", "tools/helm.py", "HELM3_VERSION", "chart tests (the chart works with helm 3 too)"),
     ("reference operator", "bench/reference.py", "DEFAULT_VERSION", "benchmarks and compat tests"),
     (
         "cert-manager CRDs",
@@ -275,11 +276,20 @@ VERSIONS: Sequence[tuple[str, str, str, str]] = (
 )
 
 
+OPTIONAL_VERSIONS = frozenset({"HELM3_VERSION"})
+"""Pins that may be absent: their row is left out then."""
+
+
 def render_versions() -> str:
-    rows = [
-        (what, f"`{constant(ROOT / path, name)}`", used, f"`{path}` `{name}`")
-        for what, path, name, used in VERSIONS
-    ]
+    rows = []
+    for what, path, name, used in VERSIONS:
+        try:
+            version = constant(ROOT / path, name)
+        except LookupError:
+            if name in OPTIONAL_VERSIONS:
+                continue
+            raise
+        rows.append((what, f"`{version}`", used, f"`{path}` `{name}`"))
     return _table(("component", "version", "for", "pinned in"), rows)
 
 

@@ -1,9 +1,7 @@
 """The shell blocks of README.md and docs/install.md marked ``sh runnable`` work: each file's
 blocks run in order, as one bash script, against a fresh local control plane with fake Intel
-nodes (kubectl, make and the virtualenv as a reader has them after ``make venv``).
-
-The recipes that need the operator image on a real node (README's install steps, Helm) are not
-marked runnable: ``tests/e2e`` covers those installs.
+nodes (kubectl, make and the virtualenv as a reader has them after ``make venv``). The blocks
+that need the operator image on a real node: ``test_incluster_recipes``.
 """
 
 from __future__ import annotations
@@ -13,11 +11,12 @@ import os
 import pathlib
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from docs.blocks import ROOT, RUNNABLE_IN, runnable, script
+from docs.blocks import LOCAL, ROOT, RUNNABLE_IN, runnable, script
 from localcluster import cluster as localcluster
 from localcluster import nodes
 
@@ -25,9 +24,9 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def fresh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localcluster.Cluster]:
+def fresh_cluster() -> Iterator[localcluster.Cluster]:
     """A cluster of its own: the recipes create the operator's namespace and the CRDs."""
-    handle = localcluster.Cluster(tmp_path_factory.mktemp("docs-cluster"))
+    handle = localcluster.Cluster(pathlib.Path(tempfile.mkdtemp(prefix="dp-docs-cluster-")))
     handle.up([*nodes.intel_nodes(2), nodes.NodeSpec("plain-node", {})])
     try:
         yield handle
@@ -40,10 +39,8 @@ def test_the_readme_has_runnable_blocks() -> None:
 
 
 @pytest.mark.parametrize("path", RUNNABLE_IN, ids=lambda p: p.name)
-def test_runnable_blocks_work(
-    path: pathlib.Path, fresh_cluster: localcluster.Cluster, tmp_path: pathlib.Path
-) -> None:
-    found = runnable(path)
+def test_runnable_blocks_work(path: pathlib.Path, fresh_cluster: localcluster.Cluster) -> None:
+    found = runnable(path, LOCAL)
     if not found:
         pytest.skip(f"{path.name} marks no block runnable")
     environment = {
@@ -53,7 +50,7 @@ def test_runnable_blocks_work(
     }
     environment["KUBECONFIG"] = str(fresh_cluster.kubeconfig)
     environment["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{environment['PATH']}"
-    log = tmp_path / "blocks.log"
+    log = pathlib.Path(tempfile.mkdtemp(prefix="dp-docs-recipe-")) / "blocks.log"
     with log.open("w") as sink:
         # A session of its own: what a block leaves running in the background is stopped with it.
         process = subprocess.Popen(
