@@ -12,7 +12,7 @@ import difflib
 import pathlib
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.manifests import crd, networkpolicy, overlays, rbac, webhooks
+from deviceplugin_operator.manifests import crd, monitoring, networkpolicy, overlays, rbac, webhooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,7 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(name="rbac", files=rbac.files),
     Generator(name="device overlays", files=overlays.files),
     Generator(name="network policy", files=networkpolicy.files),
+    Generator(name="monitoring", files=monitoring.files),
 )
 
 

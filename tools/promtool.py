@@ -1,0 +1,55 @@
+"""Build promtool from the Prometheus Go module once, then reuse it; print the binary's path.
+
+    python tools/promtool.py      # e.g. ~/.cache/deviceplugin-operator/bin/promtool-v0.316.0/promtool
+
+The monitoring tests run ``promtool check rules`` and ``promtool test rules`` on the shipped
+PrometheusRule (deployments/operator/monitoring/). Prometheus tags its Go module v0.3XX.Y for
+release 3.XX.Y; the version printed by ``promtool --version`` is set to that release.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import gotools
+
+PROMETHEUS_VERSION = "v0.316.0"
+MODULE = "github.com/prometheus/prometheus"
+
+
+def _release() -> str:
+    """v0.316.0 → 3.16.0 (Prometheus's own numbering of the same tag)."""
+    minor, patch = PROMETHEUS_VERSION.removeprefix("v0.").split(".")
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+
+
+def _ldflags() -> list[str]:
+    return ["-w -s", f"-X github.com/prometheus/common/version.Version={_release()}"]
+
+
+TOOL = gotools.Released("promtool", f"{MODULE}/cmd/promtool", PROMETHEUS_VERSION, _ldflags)
+
+
+def binary() -> pathlib.Path:
+    """Where the promtool binary lives once built."""
+    return TOOL.binary()
+
+
+def ensure(*, echo: bool = True) -> pathlib.Path:
+    """The promtool binary, built first when it is not cached."""
+    return gotools.ensure(TOOL, echo=echo)
+
+
+def main() -> int:
+    try:
+        print(ensure())
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
