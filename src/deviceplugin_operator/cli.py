@@ -414,8 +414,16 @@ def _parser(prog: str = "deviceplugin-operator") -> argparse.ArgumentParser:
         default=None,
         help="directory with the metrics server certificate (default: self-signed)",
     )
-    run.add_argument("--metrics-cert-name", default="tls.crt")
-    run.add_argument("--metrics-cert-key", default="tls.key")
+    run.add_argument(
+        "--metrics-cert-name",
+        default="tls.crt",
+        help="certificate file in --metrics-cert-path",
+    )
+    run.add_argument(
+        "--metrics-cert-key",
+        default="tls.key",
+        help="key file in --metrics-cert-path",
+    )
     run.add_argument(
         "--enable-http2",
         action=_Bool,
@@ -488,7 +496,12 @@ def _parser(prog: str = "deviceplugin-operator") -> argparse.ArgumentParser:
         help="comma list of common or DNS names of the client certificates answered "
         "(needs --webhook-client-ca; default: any the CA signed)",
     )
-    run.add_argument("--webhook-secret", default="intel-deviceplugins-webhook-server-cert")
+    run.add_argument(
+        "--webhook-secret",
+        default="intel-deviceplugins-webhook-server-cert",
+        help="Secret in the operator's namespace that keeps the self-managed CA and "
+        "serving certificate",
+    )
     run.add_argument(
         "--webhook-cert-check-period",
         type=parse_period,
@@ -498,7 +511,11 @@ def _parser(prog: str = "deviceplugin-operator") -> argparse.ArgumentParser:
         "recreated and a lost CA bundle rewritten (default 10s)",
     )
     run.add_argument(
-        "--webhook-service", type=parse_service, default="intel-deviceplugins-webhook-service"
+        "--webhook-service",
+        type=parse_service,
+        default="intel-deviceplugins-webhook-service",
+        help="Service in front of the webhooks; its DNS names are the self-managed "
+        "certificate's names",
     )
     run.add_argument(
         "--webhook-configuration-prefix",
