@@ -9,8 +9,7 @@ import pathlib
 import sys
 
 import pytest
-
-from docs.blocks import ROOT
+from blocks import ROOT
 
 # tools/ is not a package, and `docs` is this directory's name: load the tool by its path.
 _spec = importlib.util.spec_from_file_location("docs_generator", ROOT / "tools" / "docs.py")

@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from blocks import ROOT, RUNNABLE_IN, groups, runnable, script
 
-from docs.blocks import ROOT, RUNNABLE_IN, groups, runnable, script
 from e2e import support
 from localcluster import cluster as localcluster
 from localcluster import nodes

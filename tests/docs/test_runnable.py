@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from blocks import LOCAL, ROOT, RUNNABLE_IN, runnable, script
 
-from docs.blocks import LOCAL, ROOT, RUNNABLE_IN, runnable, script
 from localcluster import cluster as localcluster
 from localcluster import nodes
 
