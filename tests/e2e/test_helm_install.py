@@ -83,7 +83,8 @@ GPU_CRD = "gpudeviceplugins.deviceplugin.intel.com"
 
 
 def install_older_gpu_crd(e2e: E2eCluster) -> str:
-    """The GPU CRD as an older chart's crds/ left it: one spec field fewer. Returns the field."""
+    """The GPU CRD as an older chart's crds/ left it, applied by Helm (field manager "helm"):
+    one spec field fewer. Returns the field."""
     crd = yaml.safe_load(
         (CHART / "crds" / "deviceplugin.intel.com_gpudeviceplugins.yaml").read_text()
     )
@@ -94,7 +95,8 @@ def install_older_gpu_crd(e2e: E2eCluster) -> str:
     e2e.out(
         "apply",
         "--server-side",
-        "--field-manager=older-chart",
+        "--force-conflicts",
+        "--field-manager=helm",
         "-f",
         "-",
         input=yaml.safe_dump(old),
@@ -106,11 +108,6 @@ def stored_gpu_fields(e2e: E2eCluster) -> set[str]:
     crd = e2e.get("crd", GPU_CRD)
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return set(spec["properties"])
-
-
-def crd_managers(e2e: E2eCluster) -> set[str]:
-    crd = e2e.get("crd", GPU_CRD, "--show-managed-fields")
-    return {entry["manager"] for entry in crd["metadata"]["managedFields"]}
 
 
 def admitted_at_once(e2e: E2eCluster) -> None:
@@ -150,9 +147,6 @@ def test_install_upgrade_test_uninstall_with_default_values(
 ) -> None:
     e2e = empty
     namespace = support.NAMESPACE
-    # An older GPU CRD is in the cluster, and the install does not upgrade CRDs: Helm installs
-    # the other nine from crds/ and skips the existing one, as it always does.
-    field = install_older_gpu_crd(e2e)
     run_helm(
         e2e,
         helm,
@@ -165,28 +159,28 @@ def test_install_upgrade_test_uninstall_with_default_values(
         *image_values(),
     )
     admitted_at_once(e2e)
-    assert field not in stored_gpu_fields(e2e)
     check_runs(e2e, namespace)
     assert webhook_kinds(e2e, namespace) == {"dlb", "dsa", "fpg", "gpu", "iaa", "npu", "qat", "sgx"}
     converge_gpu_sample(e2e)
 
-    # An upgrade to other values takes effect: one replica (no disruption budget then) and
-    # two kinds only.
+    # The release's GPU CRD is an older chart's (one field fewer). An upgrade to other values
+    # takes effect (one replica, no disruption budget then, two kinds only), but without the
+    # CRD hook the field stays missing: Helm never upgrades crds/.
+    field = install_older_gpu_crd(e2e)
+    upgrade = ["upgrade", RELEASE, str(CHART), f"--namespace={namespace}", *image_values()]
     run_helm(
         e2e,
         helm,
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        f"--namespace={namespace}",
-        *image_values(),
+        *upgrade,
         "--set=replicas=1",
         "--set=devices={gpu,qat}",
+        "--set=upgradeCRDs=false",
     )
     check_runs(e2e, namespace, replicas=1)
-    # The pre-upgrade hook applied the operator's CRDs: the field is there now.
+    assert field not in stored_gpu_fields(e2e)
+    # With it (the default), the pre-upgrade hook applies the operator's CRDs: the field is back.
+    run_helm(e2e, helm, *upgrade, "--set=replicas=1", "--set=devices={gpu,qat}")
     assert field in stored_gpu_fields(e2e)
-    assert "intel-deviceplugin-operator-crds" in crd_managers(e2e)
     assert e2e.get("job", "intel-deviceplugins-crd-upgrade", "-n", namespace) is None, "deleted"
     deployment = e2e.get("deployment", support.incluster.DEPLOYMENT, "-n", namespace)
     assert "--devices=gpu,qat" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
