@@ -196,7 +196,7 @@ class _Builder:
     def build_etcd(self, target: pathlib.Path) -> None:
         workdir = self._workdir(f"etcd-{ETCD_VERSION}")
         log = workdir / "build.log"
-        self._say(f"Building etcd {ETCD_VERSION} (first time only, about 2 minutes); log: {log}")
+        self._say(f"Building etcd {ETCD_VERSION} (first time only, about a minute); log: {log}")
         started = time.monotonic()
         self._init_module(workdir, "testbin.local/etcd", log)
         module = f"go.etcd.io/etcd/server/v3@{ETCD_VERSION}"
@@ -226,7 +226,7 @@ class _Builder:
         log = workdir / "build.log"
         self._say(
             f"Building {', '.join(commands)} {KUBERNETES_VERSION} (first time only: downloads "
-            f"~1 GB of Go modules and compiles for about 5-10 minutes on 2 cores); log: {log}"
+            f"~1 GiB of Go modules and compiles for about 5 minutes on 2 cores); log: {log}"
         )
         started = time.monotonic()
         self._init_module(workdir, "testbin.local/kubernetes", log)
@@ -299,7 +299,7 @@ class _Builder:
     def build_kwok(self, target_dir: pathlib.Path) -> None:
         workdir = self._workdir(f"kwok-{KWOK_VERSION}")
         log = workdir / "build.log"
-        self._say(f"Building kwok {KWOK_VERSION} (first time only, a few minutes); log: {log}")
+        self._say(f"Building kwok {KWOK_VERSION} (first time only, about a minute); log: {log}")
         started = time.monotonic()
         self._init_module(workdir, "testbin.local/kwok", log)
         self._run(
