@@ -196,6 +196,22 @@ def test_the_csv_installs_and_runs_the_operator(
         message = eventually(denied, timeout=30, what="the validating webhook to deny")
         assert "vgpudeviceplugin.kb.io" in message, message
 
+        # The Pod mutators (failurePolicy Ignore under OLM, so a silent miss would pass): an
+        # SGX pod gets its enclave device; a pod asking for no device is admitted as it is.
+        sgx_pod = _pod("sgx", {"sgx.intel.com/epc": "1Mi"})
+        mutated = eventually(
+            lambda: _created_dry_run(cluster, namespace, sgx_pod),
+            timeout=30,
+            what="the SGX pod mutated",
+        )
+        limits = mutated["spec"]["containers"][0]["resources"]["limits"]
+        assert limits.get("sgx.intel.com/enclave") == "1", mutated
+        plain = json.loads(
+            cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-o", "json",
+                            "-f", "-", input=json.dumps(_pod("plain", {}))).stdout
+        )  # fmt: skip
+        assert "intel.com" not in json.dumps(plain), plain
+
         cluster.kubectl("create", "-f", "-", input=json.dumps(gpu))
 
         def daemonset() -> dict[str, Any] | None:
@@ -228,6 +244,25 @@ def test_the_csv_installs_and_runs_the_operator(
                         "--wait=false", check=False)  # fmt: skip
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", cluster_role,
                         "--ignore-not-found", check=False)  # fmt: skip
+
+
+def _pod(name: str, limits: dict[str, str]) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": "registry.k8s.io/pause:3.10"}
+    if limits:
+        container["resources"] = {"limits": limits}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [container]}}  # fmt: skip
+
+
+def _created_dry_run(
+    cluster: TestCluster, namespace: str, pod: dict[str, Any]
+) -> dict[str, Any] | None:
+    created: dict[str, Any] = json.loads(
+        cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-o", "json",
+                        "-f", "-", input=json.dumps(pod)).stdout
+    )  # fmt: skip
+    limits = created["spec"]["containers"][0].get("resources", {}).get("limits", {})
+    return created if "sgx.intel.com/enclave" in limits else None
 
 
 def _list(items: list[dict[str, Any]]) -> str:
