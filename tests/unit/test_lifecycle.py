@@ -94,3 +94,58 @@ def test_gives_up_at_the_timeout_with_the_last_reason() -> None:
     client = Scripted(*[REFUSED] * 1000)
     with pytest.raises(lifecycle.StepError, match=r"did not answer within 0s .*connection refused"):
         check(client, ["gpu"], timeout=0.05)
+
+
+class Namespace:
+    """Pods that go away after a few lists; deletions recorded, absent names answer 404."""
+
+    def __init__(self, lists_with_pods: int, present: set[str]) -> None:
+        self.lists_with_pods = lists_with_pods
+        self.present = present
+        self.deleted: list[tuple[str, str]] = []
+
+    async def list(self, resource: Any, namespace: Any = None, **options: Any) -> Any:
+        assert options == {"label_selector": "control-plane=controller-manager"}
+        pods = [{"metadata": {"name": "manager"}}] if self.lists_with_pods > 0 else []
+        self.lists_with_pods -= 1
+        return type("Listed", (), {"items": pods})()
+
+    async def delete(self, resource: Any, name: str, namespace: Any = None) -> Any:
+        if name not in self.present:
+            raise errors.NotFound(404, "NotFound", f"{name} not found")
+        assert self.lists_with_pods < 0, "deleted while an operator pod could write it again"
+        self.deleted.append((resource.kind, name))
+        return {}
+
+
+def clean(namespace: Namespace, timeout: float = 10.0) -> list[str]:
+    lines: list[str] = []
+    asyncio.run(
+        lifecycle.cleanup(
+            namespace,  # type: ignore[arg-type]
+            "ns",
+            selector="control-plane=controller-manager",
+            secrets=["cert"],
+            leases=["lease", "gone"],
+            timeout=timeout,
+            echo=lines.append,
+        )
+    )
+    return lines
+
+
+def test_cleanup_waits_for_the_operator_pods_then_deletes_by_name() -> None:
+    namespace = Namespace(lists_with_pods=2, present={"cert", "lease"})
+    assert clean(namespace) == [
+        "secret/cert deleted",
+        "lease/lease deleted",
+        "lease/gone not found",
+    ]
+    assert namespace.deleted == [("Secret", "cert"), ("Lease", "lease")]
+
+
+def test_cleanup_gives_up_while_operator_pods_remain() -> None:
+    namespace = Namespace(lists_with_pods=10**6, present={"cert"})
+    with pytest.raises(lifecycle.StepError, match="operator pod"):
+        clean(namespace, timeout=0.0)
+    assert namespace.deleted == []
