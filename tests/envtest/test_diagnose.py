@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from clusters import GPU_LABEL, TestCluster
+from clusters import TestCluster
 from localcluster import nodes
 from operators import COMMAND, Operator, kill_all, start_operator, token_kubeconfig
 from polling import eventually
@@ -33,7 +33,9 @@ pytestmark = [pytest.mark.cluster]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 S = uuid.uuid4().hex[:6]
 MARK = f"diag-{S}"
-"""Label of this module's nodes: its resources select only them."""
+FEATURE = f"{nodes.FEATURE_PREFIX}diag-{S}"
+"""The module's nodes carry these labels, and no ``kubernetes.io/arch``: no resource left by
+another module (``gpu: "true"`` samples, default selectors) selects them."""
 OVERLAP = f"diag-overlap-{S}"
 A, B, BAD = f"diag-a-{S}", f"diag-b-{S}", f"diag-bad-{S}"
 TAINT = {"key": "diag.example.com/reserved", "value": "yes", "effect": "NoSchedule"}
@@ -62,6 +64,7 @@ class Setup:
 
 def node_manifest(name: str, labels: dict[str, str], **status: Any) -> dict[str, Any]:
     body = nodes.manifest(nodes.NodeSpec(name, labels))
+    del body["metadata"]["labels"]["kubernetes.io/arch"]
     if "taint" in status:
         body["spec"] = {"taints": [status.pop("taint")]}
     return body
@@ -106,7 +109,7 @@ def setup(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
     directory = tmp_path_factory.mktemp("diagnose")
     namespace = f"diag-{S}"
     cluster.kubectl("create", "namespace", namespace)
-    selected = {GPU_LABEL: "true", MARK: "true"}
+    selected = {FEATURE: "true", MARK: "true"}
     manifests = [
         node_manifest(NODE["ready"], selected),
         node_manifest(NODE["nodev"], selected),
@@ -281,7 +284,7 @@ def test_all_fine(setup: Setup) -> None:
 def test_node_not_selected_names_the_missing_label(setup: Setup) -> None:
     found = answer(setup, NODE["unlabelled"], "NotSelected")
     assert found["answer"] == "NotSelected"
-    assert f"label {GPU_LABEL}=true is missing" in found["message"]
+    assert f"label {FEATURE}=true is missing" in found["message"]
     assert found["problem"] is False
     assert found["exit"] == 0
 

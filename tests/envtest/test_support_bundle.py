@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from clusters import GPU_LABEL, TestCluster
+from clusters import TestCluster
 from localcluster import nodes
 from operators import (
     COMMAND,
@@ -41,6 +41,9 @@ S = uuid.uuid4().hex[:6]
 NAMESPACE = f"bundle-{S}"
 RESOURCE = f"bundle-gpu-{S}"
 NODE = f"bundle-node-{S}"
+FEATURE = f"{nodes.FEATURE_PREFIX}bundle-{S}"
+"""The node's feature label; it has no ``kubernetes.io/arch`` either, so no resource left by
+another module selects it."""
 ENV_SECRET = "hunter2-" + secrets.token_hex(8)
 SECRET_DATA = "s3cr3t-" + secrets.token_hex(8)
 LOOKS_LIKE_TOKEN = secrets.token_urlsafe(30)
@@ -96,7 +99,9 @@ def setup(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
     cluster.install_crds(ROOT / "deployments/operator/crd/bases")
     directory = tmp_path_factory.mktemp("bundle")
     cluster.kubectl("create", "namespace", NAMESPACE)
-    cluster.api.create("/api/v1/nodes", nodes.manifest(nodes.NodeSpec(NODE, {GPU_LABEL: "true"})))
+    manifest = nodes.manifest(nodes.NodeSpec(NODE, {FEATURE: "true"}))
+    del manifest["metadata"]["labels"]["kubernetes.io/arch"]
+    cluster.api.create("/api/v1/nodes", manifest)
     nodes.wait_ready(cluster.api, [NODE], timeout=60)
     devices = {"gpu.intel.com/i915": "1"}
     cluster.kubectl(
@@ -136,7 +141,7 @@ def setup(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 },
                 "spec": {
                     "image": "intel/intel-gpu-plugin:0.36.0",
-                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "nodeSelector": {FEATURE: "true"},
                 },
             }
             cluster.kubectl("create", "-f", "-", input=json.dumps(resource))
@@ -241,7 +246,7 @@ def test_what_an_issue_report_needs_is_there(setup: Setup, bundle: dict[str, str
     assert any(e["reason"] == "Planted" for e in events)
     nodes_found = {n["name"]: n for n in json.loads(bundle["nodes.json"])}
     assert nodes_found[NODE]["allocatable"] == {"gpu.intel.com/i915": "1"}
-    assert nodes_found[NODE]["labels"][GPU_LABEL] == "true"
+    assert nodes_found[NODE]["labels"][FEATURE] == "true"
     assert "cpu" not in nodes_found[NODE]["allocatable"]
     diagnosis = json.loads(bundle["diagnose.json"])
     gpu = next(r for r in diagnosis["resources"] if r["name"] == RESOURCE)
