@@ -589,6 +589,12 @@ BLOCKS: Mapping[str, Callable[[], str]] = {
 # Rewriting and checking -------------------------------------------------------------------
 
 
+def framed(content: str) -> str:
+    """A block's body: blank lines around the content, so that Markdown ends a table before
+    the closing comment and starts one after the opening comment."""
+    return f"\n{content}\n\n"
+
+
 def rewrite(text: str, where: str, rendered: dict[str, str] | None = None) -> str:
     """``text`` with every generated block rendered anew (unknown names are errors)."""
     cache = {} if rendered is None else rendered
@@ -601,7 +607,7 @@ def rewrite(text: str, where: str, rendered: dict[str, str] | None = None) -> st
             )
         if name not in cache:
             cache[name] = BLOCKS[name]().rstrip("\n")
-        return f"{match['open']}{cache[name]}\n{match['close']}"
+        return f"{match['open']}{framed(cache[name])}{match['close']}"
 
     if text.count("<!-- generated:") != len(BLOCK.findall(text)):
         raise SystemExit(f"{where}: a <!-- generated:NAME --> marker has no <!-- end -->")
@@ -654,7 +660,7 @@ def stale(root: pathlib.Path = ROOT) -> list[str]:
             names = [
                 m["name"]
                 for m in BLOCK.finditer(text)
-                if BLOCKS[m["name"]]().rstrip("\n") + "\n" != m["body"]
+                if framed(BLOCKS[m["name"]]().rstrip("\n")) != m["body"]
             ]
             found.append(f"{path.relative_to(root)}: stale generated block(s) {', '.join(names)}")
     architecture = root / "docs" / "architecture.md"
