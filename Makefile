@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # BENCH_SIZE=quick (default, ~15 min) or full (hours)
 BENCH_SIZE ?= quick
 
-.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image bundle
+.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image bundle bundle-validate
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,10 +41,13 @@ cluster-down: venv ## Stop the local control plane and remove its state
 helm: venv ## Build (first time, ~1 min) or reuse helm for the chart tests
 	$(BIN)/python tools/helm.py
 
+bundle-validate: venv ## Build (first time, see docs/install.md) or reuse the OLM bundle validator
+	$(BIN)/python tools/bundle_validate.py
+
 system-packages: ## Debian packages for the image build and the real node (a no-op when present)
 	sh tools/system-packages.sh
 
-test: system-packages binaries helm ## Unit, envtest, compat and e2e tests against real local clusters
+test: system-packages binaries helm bundle-validate ## Unit, envtest, compat and e2e tests against real local clusters
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy --strict, import-linter

@@ -1,5 +1,6 @@
 """Fixtures of the OLM bundle tests: the bundle validator (our Go program around
-github.com/operator-framework/api's validators, built once by tools/gotools.py) and the
+github.com/operator-framework/api's validators, tools/bundle_validate.py; make test builds it
+first) and the
 kustomize rendering of the default install the bundle is compared with."""
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT / "tools") not in sys.path:
     sys.path.insert(0, str(ROOT / "tools"))
 
-import gotools  # noqa: E402
+import bundle_validate  # noqa: E402
 
 BUNDLE = ROOT / "bundle"
 OPERATOR = ROOT / "deployments" / "operator"
-VALIDATOR = gotools.Program("bundle-validate")
 
 
 @pytest.fixture(scope="session")
 def validator() -> pathlib.Path:
-    return gotools.ensure(VALIDATOR)
+    return bundle_validate.ensure()
 
 
 def kustomize(directory: pathlib.Path) -> list[dict[str, Any]]:
