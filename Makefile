@@ -38,8 +38,9 @@ cluster: venv ## Start or reuse the local control plane with NODES fake Intel no
 cluster-down: venv ## Stop the local control plane and remove its state
 	$(BIN)/localcluster --dir $(CLUSTER_DIR) down
 
-helm: venv ## Build (first time, ~1 min) or reuse helm for the chart tests
+helm: venv ## Build (first time, minutes) or reuse helm 4 and helm 3 for the chart tests
 	$(BIN)/python tools/helm.py
+	$(BIN)/python tools/helm.py --v3
 
 bundle-validate: venv ## Build (first time, see docs/install.md) or reuse the OLM bundle validator
 	$(BIN)/python tools/bundle_validate.py
