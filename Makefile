@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # BENCH_SIZE=quick (default, ~15 min) or full (hours)
 BENCH_SIZE ?= quick
 
-.PHONY: bench help venv system-packages binaries helm cluster cluster-down test lint demo demo-incluster demo-down run generate verify image bundle bundle-validate
+.PHONY: bench help venv system-packages binaries helm promtool cluster cluster-down test lint demo demo-incluster demo-down run generate verify image bundle bundle-validate
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,13 +42,16 @@ helm: venv ## Build (first time, minutes) or reuse helm 4 and helm 3 for the cha
 	$(BIN)/python tools/helm.py
 	$(BIN)/python tools/helm.py --v3
 
+promtool: venv ## Build (first time, see docs/install.md) or reuse promtool for the alert tests
+	$(BIN)/python tools/promtool.py
+
 bundle-validate: venv ## Build (first time, see docs/install.md) or reuse the OLM bundle validator
 	$(BIN)/python tools/bundle_validate.py
 
 system-packages: ## Debian packages for the image build and the real node (a no-op when present)
 	sh tools/system-packages.sh
 
-test: system-packages binaries helm bundle-validate ## Unit, envtest, compat and e2e tests against real local clusters
+test: system-packages binaries helm promtool bundle-validate ## Unit, envtest, compat and e2e tests against real local clusters
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy --strict, import-linter

@@ -1,6 +1,6 @@
 """Build promtool from the Prometheus Go module once, then reuse it; print the binary's path.
 
-    python tools/promtool.py      # e.g. ~/.cache/deviceplugin-operator/bin/promtool-v0.316.0/promtool
+    python tools/promtool.py   # ~/.cache/deviceplugin-operator/bin/promtool-v0.316.0/promtool
 
 The monitoring tests run ``promtool check rules`` and ``promtool test rules`` on the shipped
 PrometheusRule (deployments/operator/monitoring/). Prometheus tags its Go module v0.3XX.Y for
