@@ -90,8 +90,10 @@ ALERTS: tuple[Alert, ...] = (
         description=(
             "Only the leader reconciles: plugin DaemonSets are not updated. Check the Lease "
             "(`kubectl -n {{ $labels.namespace }} get lease d1c7b6d5.intel.com -o yaml`: holder "
-            "and renewTime), the operator log for election errors, and RBAC on leases "
-            "(`deviceplugin-operator diagnose` lists what the operator may not do)."
+            "and renewTime; a holder that is none of the pods is another operator on the same "
+            "Lease), the operator log for election errors, and its RBAC on leases (`kubectl auth "
+            "can-i update leases -n {{ $labels.namespace }} --as=system:serviceaccount:"
+            "{{ $labels.namespace }}:intel-deviceplugins-controller-manager`)."
         ),
     ),
     Alert(
