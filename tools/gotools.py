@@ -71,6 +71,8 @@ class Released:
     version: str
     ldflags: Callable[[], Sequence[str]] = lambda: ("-w", "-s")
     """Link flags, computed only when a build is needed (they may read the module's go.mod)."""
+    tags: Sequence[str] = ()
+    """Build tags, e.g. to leave out parts of a command the tests never use."""
 
     def binary(self) -> pathlib.Path:
         return cache_root() / "bin" / f"{self.name}-{self.version}" / self.name
@@ -120,6 +122,7 @@ def ensure(tool: Tool, *, echo: bool = True) -> pathlib.Path:
             env["GOBIN"] = scratch
             command = [
                 go, "install", "-trimpath", "-ldflags", " ".join(tool.ldflags()),
+                *(("-tags", ",".join(tool.tags)) if tool.tags else ()),
                 f"{tool.package}@{tool.version}",
             ]  # fmt: skip
             cwd = None

@@ -29,7 +29,11 @@ def _ldflags() -> list[str]:
     return ["-w -s", f"-X github.com/prometheus/common/version.Version={_release()}"]
 
 
-TOOL = gotools.Released("promtool", f"{MODULE}/cmd/promtool", PROMETHEUS_VERSION, _ldflags)
+# remove_all_sd (Prometheus' own build tag) leaves out the cloud service discoveries (AWS, Azure,
+# GCE …), most of the build; checking and testing rules never needs them.
+TOOL = gotools.Released(
+    "promtool", f"{MODULE}/cmd/promtool", PROMETHEUS_VERSION, _ldflags, tags=("remove_all_sd",)
+)
 
 
 def binary() -> pathlib.Path:
