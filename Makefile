@@ -76,10 +76,11 @@ generate: venv ## Regenerate CRDs, RBAC and webhook manifests and the docs' gene
 	$(BIN)/python -m deviceplugin_operator.manifests write deployments/operator
 	$(BIN)/python tools/docs.py write
 
-verify: venv ## Fail when the generated manifests or docs blocks are stale
+verify: venv ## Fail when the generated manifests, docs blocks, OLM bundle or lock files are stale
 	$(BIN)/python -m deviceplugin_operator.manifests check deployments/operator
 	$(BIN)/python tools/docs.py check
 	$(BIN)/python -m deviceplugin_operator.manifests.olm check
+	$(BIN)/python tools/lock.py check
 
 bundle: venv ## Regenerate the OLM bundle (bundle/) from the code and deployments/operator
 	$(BIN)/python -m deviceplugin_operator.manifests.olm write
