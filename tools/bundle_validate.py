@@ -11,28 +11,14 @@ first build, several minutes cold, is not counted in a test's timeout.
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
 import sys
 
 import gotools
 
 TOOL = gotools.Program("bundle-validate")
 
-
-def ensure(*, echo: bool = True) -> pathlib.Path:
-    """The validator binary, built first when it is not cached."""
-    return gotools.ensure(TOOL, echo=echo)
-
-
-def main() -> int:
-    try:
-        print(ensure())
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+ensure = TOOL.ensure
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gotools.main(TOOL))

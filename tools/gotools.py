@@ -9,7 +9,8 @@ ours is keyed by a hash of its source instead of a version. Each build's log is 
 its directory. Builds are atomic: a concurrent reader sees no binary or a whole one.
 
 Each tool is defined beside its user (``tools/helm.py``'s ``TOOL``, …) and built with
-``gotools.ensure(TOOL)``, from a test fixture or a make target.
+``TOOL.ensure()``, from a test fixture or a make target; ``gotools.main(TOOL)`` is the command line
+of such a module (build or reuse, print the binary's path).
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class Released:
     def binary(self) -> pathlib.Path:
         return cache_root() / "bin" / f"{self.name}-{self.version}" / self.name
 
+    def ensure(self, *, echo: bool = True) -> pathlib.Path:
+        """The binary, built first when it is not cached."""
+        return ensure(self, echo=echo)
+
 
 @dataclasses.dataclass(frozen=True)
 class Program:
@@ -99,6 +104,10 @@ class Program:
 
     def binary(self) -> pathlib.Path:
         return cache_root() / "bin" / f"{self.name}-{self.version}" / self.name
+
+    def ensure(self, *, echo: bool = True) -> pathlib.Path:
+        """The binary, built first when it is not cached."""
+        return ensure(self, echo=echo)
 
 
 Tool = Released | Program
@@ -150,3 +159,13 @@ def ensure(tool: Tool, *, echo: bool = True) -> pathlib.Path:
     if echo:
         print(f"Built {tool.name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return target
+
+
+def main(tool: Tool) -> int:
+    """A tool module's command line: build or reuse the tool, print its binary's path."""
+    try:
+        print(tool.ensure())
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0

@@ -16,9 +16,7 @@ first build takes a few minutes; its log is written next to the binary.
 
 from __future__ import annotations
 
-import pathlib
 import re
-import subprocess
 import sys
 
 import gotools
@@ -64,19 +62,8 @@ TOOL = gotools.Released("helm", f"{MODULE}/cmd/helm", HELM_VERSION, _ldflags)
 TOOL3 = gotools.Released("helm", f"{MODULE3}/cmd/helm", HELM3_VERSION, _ldflags3)
 
 
-def binary() -> pathlib.Path:
-    """Where the helm binary lives once built."""
-    return TOOL.binary()
-
-
-def ensure(*, echo: bool = True) -> pathlib.Path:
-    """The helm 4 binary, built first when it is not cached (a few minutes)."""
-    return gotools.ensure(TOOL, echo=echo)
-
-
-def ensure3(*, echo: bool = True) -> pathlib.Path:
-    """The helm 3 binary, built first when it is not cached (a few minutes)."""
-    return gotools.ensure(TOOL3, echo=echo)
+ensure = TOOL.ensure
+ensure3 = TOOL3.ensure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments not in ([], ["--v3"]):
         print("usage: python tools/helm.py [--v3]", file=sys.stderr)
         return 2
-    try:
-        print(ensure3() if arguments else ensure())
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    return gotools.main(TOOL3 if arguments else TOOL)
 
 
 if __name__ == "__main__":

@@ -60,19 +60,8 @@ def rbac() -> pathlib.Path:
     return module_dir() / "deployment" / "base" / "rbac"
 
 
-def ensure(*, echo: bool = True) -> pathlib.Path:
-    """The nfd-master binary, built first when it is not cached."""
-    return gotools.ensure(TOOL, echo=echo)
-
-
-def main() -> int:
-    try:
-        print(ensure())
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+ensure = TOOL.ensure
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gotools.main(TOOL))

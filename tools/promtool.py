@@ -9,8 +9,6 @@ release 3.XX.Y; the version printed by ``promtool --version`` is set to that rel
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
 import sys
 
 import gotools
@@ -36,24 +34,8 @@ TOOL = gotools.Released(
 )
 
 
-def binary() -> pathlib.Path:
-    """Where the promtool binary lives once built."""
-    return TOOL.binary()
-
-
-def ensure(*, echo: bool = True) -> pathlib.Path:
-    """The promtool binary, built first when it is not cached."""
-    return gotools.ensure(TOOL, echo=echo)
-
-
-def main() -> int:
-    try:
-        print(ensure())
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+ensure = TOOL.ensure
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gotools.main(TOOL))
