@@ -16,7 +16,6 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -62,15 +61,8 @@ def incluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.E2eC
 
 
 @pytest.fixture(scope="module")
-def helm_directory() -> pathlib.Path:
-    built = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    return pathlib.Path(built.stdout.strip().splitlines()[-1]).parent
+def helm_directory(helm: pathlib.Path) -> pathlib.Path:
+    return helm.parent
 
 
 def test_the_readme_has_both_install_recipes() -> None:

@@ -27,13 +27,6 @@ LONG_NAMESPACE = "e2e-release-namespace-of-the-longest-length-a-label-may-have-6
 assert len(LONG_NAMESPACE) == 63
 
 
-@pytest.fixture(scope="module")
-def helm() -> pathlib.Path:
-    import helm as tool  # tools/helm.py (tools/ is on sys.path through e2e.support)
-
-    return pathlib.Path(tool.ensure())
-
-
 def image_values() -> list[str]:
     name, tag = support.incluster.split_image(support.incluster.IMAGE)
     return [

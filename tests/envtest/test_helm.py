@@ -12,7 +12,6 @@ import datetime
 import json
 import pathlib
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -42,19 +41,6 @@ KUSTOMIZE_LABELS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/part-
 """What default's ``labels:`` adds; static CRDs in the chart's crds/ cannot carry them."""
 
 Key = tuple[str, str | None, str]
-
-
-@pytest.fixture(scope="module")
-def helm() -> pathlib.Path:
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return pathlib.Path(completed.stdout.strip())
 
 
 def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -667,19 +653,6 @@ def test_every_value_lints_and_renders(
     assert linted.returncode == 0, linted.stdout + linted.stderr
     documents = rendered(helm, *values)
     assert check(documents), values
-
-
-@pytest.fixture(scope="module")
-def helm3() -> pathlib.Path:
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py"), "--v3"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return pathlib.Path(completed.stdout.strip())
 
 
 def test_helm3_lints_and_renders_the_same(helm: pathlib.Path, helm3: pathlib.Path) -> None:

@@ -12,7 +12,6 @@ import pathlib
 import shutil
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -120,18 +119,11 @@ def test_the_api_server_accepts_the_kustomize_objects_and_refuses_a_typo(
 
 
 def test_the_api_server_accepts_the_charts_objects(
-    cluster: TestCluster, crds: None, namespace: str, cleanup: list[str]
+    cluster: TestCluster, crds: None, namespace: str, cleanup: list[str], helm: pathlib.Path
 ) -> None:
-    helm = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1200,
-    ).stdout.strip()
     rendered = subprocess.run(
         [
-            helm, "template", "monitoring-test", str(CHART), "--namespace", namespace,
+            str(helm), "template", "monitoring-test", str(CHART), "--namespace", namespace,
             "--set", "namePrefix=montest-",
             *(arg for toggle in TOGGLES for arg in ("--set", toggle)),
             "--show-only", "templates/monitoring.yaml",

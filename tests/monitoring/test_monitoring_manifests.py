@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
 import yaml
 from monitoring_expressions import MONITORING, ROOT, dashboard, used_metrics
 
@@ -70,19 +68,6 @@ def test_the_alerts_and_dashboard_read_the_operators_own_names() -> None:
         "controller_runtime_webhook_latency_seconds_bucket",
         "workqueue_depth",
     }
-
-
-@pytest.fixture(scope="module")
-def helm() -> pathlib.Path:
-    built = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-    assert built.returncode == 0, built.stderr
-    return pathlib.Path(built.stdout.strip())
 
 
 def template(helm: pathlib.Path, *sets: str) -> subprocess.CompletedProcess[str]:

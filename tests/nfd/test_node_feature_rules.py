@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -225,25 +224,11 @@ def test_a_node_whose_driver_goes_loses_its_label_and_its_plugin(
     eventually(moved, timeout=90, interval=0.5, what="the label and the GPU plugin pod to go")
 
 
-def _helm() -> pathlib.Path:
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "helm.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return pathlib.Path(completed.stdout.strip())
-
-
 def _rules_in(documents: list[Any]) -> list[dict[str, Any]]:
     return [doc for doc in documents if doc and doc.get("kind") == "NodeFeatureRule"]
 
 
-def test_chart_option_renders_the_kustomize_rule() -> None:
-    helm = _helm()
-
+def test_chart_option_renders_the_kustomize_rule(helm: pathlib.Path) -> None:
     def render(*options: str) -> list[dict[str, Any]]:
         completed = subprocess.run(
             [str(helm), "template", "idpo", str(CHART), "--namespace", "ns", *options],
