@@ -18,8 +18,6 @@ import os
 import pathlib
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import exhaustion
 from deviceplugin_operator import listening
 
 HERE = pathlib.Path(__file__).parent
@@ -38,51 +37,14 @@ HEAD_TIMEOUT = 3.0
 pytestmark = pytest.mark.slow
 
 
-class Child:
-    """The server process and what it reported."""
-
-    def __init__(self, process: subprocess.Popen[str], port: int):
-        self.process = process
-        self.port = port
-        self.samples: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lock:
-                self.samples.append({"t": time.monotonic(), **json.loads(line)})
-
-    def since(self, started: float) -> list[dict[str, Any]]:
-        with self._lock:
-            return [sample for sample in self.samples if sample["t"] >= started]
-
-    def rss_mib(self) -> float:
-        time.sleep(0.15)
-        with self._lock:
-            return float(self.samples[-1]["rss_kib"]) / 1024
-
-    def fds(self) -> int:
-        time.sleep(0.15)
-        with self._lock:
-            return int(self.samples[-1]["fds"])
-
-
 @pytest.fixture
-def child() -> Iterator[Child]:
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "exhaustion_server.py"), "--head-timeout", str(HEAD_TIMEOUT)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = json.loads(process.stdout.readline())
-        yield Child(process, int(first["port"]))
-    finally:
-        process.kill()
-        process.wait()
+def child() -> Iterator[exhaustion.Child]:
+    with exhaustion.child(HERE / "exhaustion_server.py", HEAD_TIMEOUT) as started:
+        yield started
+
+
+def rss_mib(child: exhaustion.Child) -> float:
+    return child.latest("rss_kib") / 1024
 
 
 def client_context() -> ssl.SSLContext:
@@ -105,16 +67,10 @@ def open_tls(port: int, send: bytes = b"") -> ssl.SSLSocket | None:
         return None
 
 
-@contextlib.contextmanager
-def many_connections(port: int, count: int, send: bytes = b"") -> Iterator[list[ssl.SSLSocket]]:
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        opened = [tls for tls in pool.map(lambda _: open_tls(port, send), range(count)) if tls]
-    try:
-        yield opened
-    finally:
-        for tls in opened:
-            with contextlib.suppress(OSError):
-                tls.close()
+def many_connections(
+    port: int, count: int, send: bytes = b""
+) -> contextlib.AbstractContextManager[list[ssl.SSLSocket]]:
+    return exhaustion.many_connections(lambda: open_tls(port, send), count)
 
 
 def closed_by_server(tls: ssl.SSLSocket) -> bool:
@@ -127,41 +83,37 @@ def closed_by_server(tls: ssl.SSLSocket) -> bool:
         return True
 
 
-def worst_lag(samples: list[dict[str, Any]]) -> float:
-    return max((float(sample["lag"]) for sample in samples), default=0.0)
-
-
-def test_handshake_only_connections_are_capped(child: Child) -> None:
-    before = child.rss_mib()
+def test_handshake_only_connections_are_capped(child: exhaustion.Child) -> None:
+    before = rss_mib(child)
     started = time.monotonic()
     with many_connections(child.port, HANDSHAKE_ONLY) as opened:
-        grown = child.rss_mib() - before
+        grown = rss_mib(child) - before
         held = len(opened)
         still_open = [tls for tls in opened if not closed_by_server(tls)]
         record = {"opened": held, "server_kept": len(still_open), "rss_growth_mib": grown}
-        print("handshake-only", record, "loop lag", worst_lag(child.since(started)))
+        print("handshake-only", record, "loop lag", child.worst_lag(started))
         assert len(still_open) <= listening.LIMITS.max_per_peer
         assert grown < 40, record
-        assert worst_lag(child.since(started)) < 0.5
+        assert child.worst_lag(started) < 0.5
 
 
-def test_partial_request_lines_are_cut_off_and_capped(child: Child) -> None:
-    before = child.rss_mib()
-    fds = child.fds()
+def test_partial_request_lines_are_cut_off_and_capped(child: exhaustion.Child) -> None:
+    before = rss_mib(child)
+    fds = int(child.latest("fds"))
     started = time.monotonic()
     line = b"POST /mutate--v1-pod HTTP/1.1\r\nHost: x\r\nContent-Le"
     with many_connections(child.port, PARTIAL_REQUESTS, line):
-        grown = child.rss_mib() - before
+        grown = rss_mib(child) - before
         print("partial requests: rss growth", grown)
         assert grown < 40
         # Each held connection was closed by the server at its head deadline.
         deadline = time.monotonic() + HEAD_TIMEOUT + 5
-        while child.fds() > fds + 2 and time.monotonic() < deadline:
+        while int(child.latest("fds")) > fds + 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        held = child.fds() - fds
+        held = int(child.latest("fds")) - fds
         print("partial requests: connections the server still holds", held)
         assert held <= 2
-    assert worst_lag(child.since(started)) < 0.5
+    assert child.worst_lag(started) < 0.5
 
 
 def sgx_review(containers: int, padding: int = 0) -> bytes:
@@ -216,12 +168,14 @@ def post(port: int, body: bytes, timeout: float = 30) -> tuple[int, dict[str, An
     return status, json.loads(payload) if status == 200 else None
 
 
-def test_a_pod_with_too_many_containers_is_denied_without_stalling_the_loop(child: Child) -> None:
+def test_a_pod_with_too_many_containers_is_denied_without_stalling_the_loop(
+    child: exhaustion.Child,
+) -> None:
     huge = sgx_review(23_000)
     assert 3_000_000 < len(huge) <= 3 * 1024 * 1024
     started = time.monotonic()
     status, answer = post(child.port, huge)
-    lag_alone = worst_lag(child.since(started))
+    lag_alone = child.worst_lag(started)
     print("23,000 containers: status", status, "loop lag", lag_alone)
     assert status == 200
     assert answer is not None
@@ -230,7 +184,7 @@ def test_a_pod_with_too_many_containers_is_denied_without_stalling_the_loop(chil
     assert lag_alone < 0.5
 
 
-def test_huge_reviews_neither_stall_the_loop_nor_small_reviews(child: Child) -> None:
+def test_huge_reviews_neither_stall_the_loop_nor_small_reviews(child: exhaustion.Child) -> None:
     # As large as the server accepts: each one held the loop for 1.3 s before the fix.
     heavy = sgx_review(23_000)
     stop = threading.Event()
@@ -243,7 +197,7 @@ def test_huge_reviews_neither_stall_the_loop_nor_small_reviews(child: Child) -> 
         return sent
 
     small = sgx_review(1)
-    before = child.rss_mib()
+    before = rss_mib(child)
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         floods = [pool.submit(flood) for _ in range(4)]
@@ -256,10 +210,10 @@ def test_huge_reviews_neither_stall_the_loop_nor_small_reviews(child: Child) -> 
             assert status == 200
             assert answer is not None
             assert answer["response"]["allowed"]
-        peak = child.rss_mib() - before
+        peak = rss_mib(child) - before
         stop.set()
         sent = sum(future.result() for future in floods)
-    lag = worst_lag(child.since(started))
+    lag = child.worst_lag(started)
     print(
         "4 clients flooding 3 MB reviews:",
         {"reviews": sent, "small_review_s": max(latencies), "loop_lag_s": lag, "rss_mib": peak},

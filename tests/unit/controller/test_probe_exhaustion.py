@@ -11,21 +11,16 @@ first request.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import json
 import os
 import pathlib
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+import exhaustion
 from deviceplugin_operator import listening
 
 HERE = pathlib.Path(__file__).parent
@@ -38,49 +33,10 @@ KUBELET = "127.0.0.2"
 pytestmark = pytest.mark.slow
 
 
-class Child:
-    def __init__(self, process: subprocess.Popen[str], port: int):
-        self.process = process
-        self.port = port
-        self.samples: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lock:
-                self.samples.append({"t": time.monotonic(), **json.loads(line)})
-
-    def latest(self, key: str) -> float:
-        time.sleep(0.15)
-        with self._lock:
-            return float(self.samples[-1][key])
-
-    def worst_lag(self, since: float) -> float:
-        with self._lock:
-            return max((s["lag"] for s in self.samples if s["t"] >= since), default=0.0)
-
-
 @pytest.fixture
-def child() -> Iterator[Child]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "probe_exhaustion_server.py"),
-            "--head-timeout",
-            str(HEAD_TIMEOUT),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = json.loads(process.stdout.readline())
-        yield Child(process, int(first["port"]))
-    finally:
-        process.kill()
-        process.wait()
+def child() -> Iterator[exhaustion.Child]:
+    with exhaustion.child(HERE / "probe_exhaustion_server.py", HEAD_TIMEOUT) as started:
+        yield started
 
 
 def connect(port: int, send: bytes) -> socket.socket | None:
@@ -96,15 +52,8 @@ def connect(port: int, send: bytes) -> socket.socket | None:
         return None
 
 
-@contextlib.contextmanager
-def flood(port: int, send: bytes) -> Iterator[list[socket.socket]]:
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        opened = [s for s in pool.map(lambda _: connect(port, send), range(FLOOD)) if s]
-    try:
-        yield opened
-    finally:
-        for sock in opened:
-            sock.close()
+def flood(port: int, send: bytes) -> contextlib.AbstractContextManager[list[socket.socket]]:
+    return exhaustion.many_connections(lambda: connect(port, send), FLOOD)
 
 
 def open_on_server(sockets: list[socket.socket]) -> int:
@@ -137,7 +86,7 @@ def kubelet_probe(port: int) -> int:
     ids=["nothing-sent", "partial-request-line"],
 )
 def test_probe_port_floods_are_capped_and_cut_at_the_head_deadline(
-    child: Child, send: bytes
+    child: exhaustion.Child, send: bytes
 ) -> None:
     assert kubelet_probe(child.port) == 200
     rss, fds = child.latest("rss_kib"), child.latest("fds")
