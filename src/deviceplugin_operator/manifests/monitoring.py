@@ -289,6 +289,14 @@ def _quantile(q: float, metric: str, by: str) -> str:
     return f"histogram_quantile({q}, {_rate(metric + '_bucket', by + ', le')})"
 
 
+def _p50_p99(metric: str, by: str) -> tuple[tuple[str, str], ...]:
+    """The median and the 99th percentile of a histogram, one series per value of ``by``."""
+    return tuple(
+        (_quantile(q, metric, by), f"{{{{{by}}}}} {name}")
+        for q, name in ((0.5, "p50"), (0.99, "p99"))
+    )
+
+
 PANELS: tuple[Panel, ...] = (
     Panel(
         "Desired vs ready plugin pods per resource",
@@ -344,16 +352,7 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "Reconcile latency (p50, p99)",
         "controller_runtime_reconcile_time_seconds.",
-        (
-            (
-                _quantile(0.5, "controller_runtime_reconcile_time_seconds", "controller"),
-                "{{controller}} p50",
-            ),
-            (
-                _quantile(0.99, "controller_runtime_reconcile_time_seconds", "controller"),
-                "{{controller}} p99",
-            ),
-        ),
+        _p50_p99("controller_runtime_reconcile_time_seconds", "controller"),
         unit="s",
     ),
     Panel(
@@ -370,16 +369,7 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "Admission webhook latency (p50, p99)",
         "Per webhook path (controller_runtime_webhook_latency_seconds); the API server waits 10 s.",
-        (
-            (
-                _quantile(0.5, "controller_runtime_webhook_latency_seconds", "webhook"),
-                "{{webhook}} p50",
-            ),
-            (
-                _quantile(0.99, "controller_runtime_webhook_latency_seconds", "webhook"),
-                "{{webhook}} p99",
-            ),
-        ),
+        _p50_p99("controller_runtime_webhook_latency_seconds", "webhook"),
         unit="s",
     ),
     Panel(
