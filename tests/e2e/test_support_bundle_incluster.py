@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
-import subprocess
-import tarfile
 
 import pytest
 import yaml
 
+import support_bundles
 from e2e import support
 from e2e.support import NAMESPACE, E2eCluster
-from operators import COMMAND
 
 # The first case of a session builds the image and starts the real node.
 pytestmark = pytest.mark.timeout(1500)
@@ -35,19 +33,7 @@ def test_bundle_holds_the_operators_logs_and_flags(
     e2e.wait_samples([support.sample("gpu")])
 
     output = tmp_path / "bundle.tar.gz"
-    completed = subprocess.run(
-        [str(COMMAND), "support-bundle", "-o", str(output), f"--kubeconfig={e2e.kubeconfig}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    with tarfile.open(output) as archive:
-        files = {
-            m.name.partition("/")[2]: archive.extractfile(m).read().decode()  # type: ignore[union-attr]
-            for m in archive.getmembers()
-        }
+    files = support_bundles.make(output, e2e.kubeconfig).files
     pods = {p["metadata"]["name"] for p in e2e.operator_pods()}
     logs = {name: text for name, text in files.items() if name.startswith("operator/logs/")}
     assert {name.split("/")[-1].split(".")[0] for name in logs} == pods, files.get("errors.txt")

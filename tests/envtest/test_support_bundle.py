@@ -16,13 +16,13 @@ import json
 import pathlib
 import secrets
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import support_bundles
 from clusters import TestCluster
 from localcluster import nodes
 from operators import (
@@ -178,24 +178,10 @@ def wait_ready(cluster: TestCluster) -> None:
 @pytest.fixture(scope="module")
 def bundle(setup: Setup) -> dict[str, str]:
     output = setup.directory / "bundle.tar.gz"
-    completed = subprocess.run(
-        [str(COMMAND), "support-bundle", "-o", str(output), f"--kubeconfig={setup.account.path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert str(output) in completed.stdout
-    files: dict[str, str] = {}
-    with tarfile.open(output) as archive:
-        for member in archive.getmembers():
-            extracted = archive.extractfile(member)
-            assert extracted is not None
-            root, _, name = member.name.partition("/")
-            assert root == "bundle"
-            files[name] = extracted.read().decode()
-    return files
+    made = support_bundles.make(output, setup.account.path)
+    assert str(output) in made.stdout
+    assert made.roots == {"bundle"}
+    return made.files
 
 
 def test_planted_secrets_are_readable_in_the_cluster(setup: Setup) -> None:
