@@ -6,33 +6,21 @@ on such a cluster used to wait for it and fail after 120 s.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
-import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+import tool_modules
 from clusters import TestCluster
 from deviceplugin_operator import devices
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load_demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("demo", ROOT / "tools" / "demo.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = tool_modules.load("demo.py", "demo")
 
 
 def sample_manifests() -> str:

@@ -3,34 +3,23 @@ cache logic (with a fake engine), and one real build with whatever engine is ins
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import time
 import tomllib
-import types
 from typing import Any
 
 import pytest
 
+import tool_modules
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("image_tool", ROOT / "tools" / "image.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-image = _load()
+image = tool_modules.load("image.py", "image_tool")
 
 
 @pytest.fixture

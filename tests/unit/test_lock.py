@@ -7,29 +7,18 @@ entry, and the closure of the dependencies read from this virtualenv's installed
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
 import shutil
-import sys
-import types
 
 import pytest
+
+import tool_modules
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("lock_tool", ROOT / "tools" / "lock.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lock = _load()
+lock = tool_modules.load("lock.py", "lock_tool")
 
 
 def test_the_locks_are_current_and_complete() -> None:
