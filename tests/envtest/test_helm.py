@@ -47,9 +47,10 @@ def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
-def template(
-    helm: pathlib.Path, *values: str, namespace: str = NAMESPACE
-) -> dict[Key, dict[str, Any]]:
+def helm_template(
+    helm: pathlib.Path, *values: str, namespace: str = NAMESPACE, crds: bool = False
+) -> str:
+    """``helm template`` of the release with ``--set`` values: the YAML it prints."""
     completed = run(
         [
             str(helm),
@@ -57,12 +58,18 @@ def template(
             RELEASE,
             str(CHART),
             f"--namespace={namespace}",
-            "--include-crds",
+            *(["--include-crds"] if crds else []),
             *(f"--set={value}" for value in values),
         ]
     )
     assert completed.returncode == 0, completed.stderr
-    return keyed(completed.stdout)
+    return completed.stdout
+
+
+def template(
+    helm: pathlib.Path, *values: str, namespace: str = NAMESPACE
+) -> dict[Key, dict[str, Any]]:
+    return keyed(helm_template(helm, *values, namespace=namespace, crds=True))
 
 
 def kustomize(overlay: str) -> dict[Key, dict[str, Any]]:
@@ -298,18 +305,8 @@ def test_the_self_managed_certificate_names_the_rendered_webhook_service(
 
 def rendered(helm: pathlib.Path, *values: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     """Every rendered document as Helm would send it (hooks and tests included)."""
-    completed = run(
-        [
-            str(helm),
-            "template",
-            RELEASE,
-            str(CHART),
-            f"--namespace={namespace}",
-            *(f"--set={value}" for value in values),
-        ]
-    )
-    assert completed.returncode == 0, completed.stderr
-    return [document for document in yaml.safe_load_all(completed.stdout) if document]
+    text = helm_template(helm, *values, namespace=namespace)
+    return [document for document in yaml.safe_load_all(text) if document]
 
 
 def hook_objects(
