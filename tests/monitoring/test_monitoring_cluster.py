@@ -25,6 +25,7 @@ from monitoring_expressions import MONITORING, ROOT, used_metrics
 from prometheus_client import parser
 
 import operators
+import reviews
 from clusters import TestCluster
 from deviceplugin_operator.admission import endpoints
 from polling import eventually
@@ -165,27 +166,7 @@ def _scrape(port: int, token: str | None) -> tuple[int, str]:
 
 
 def _review(port: int, path: str) -> int:
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "deviceplugin.intel.com", "version": "v1", "kind": "GpuDevicePlugin"},
-            "resource": {
-                "group": "deviceplugin.intel.com",
-                "version": "v1",
-                "resource": "gpudeviceplugins",
-            },
-            "operation": "CREATE",
-            "name": "scraped",
-            "object": {
-                "apiVersion": "deviceplugin.intel.com/v1",
-                "kind": "GpuDevicePlugin",
-                "metadata": {"name": "scraped"},
-                "spec": {"image": "intel/intel-gpu-plugin:0.36.0"},
-            },
-        },
-    }
+    review = reviews.gpu_plugin_create("scraped", str(uuid.uuid4()))
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

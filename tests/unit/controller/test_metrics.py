@@ -19,6 +19,7 @@ from cryptography import x509
 from prometheus_client import parser
 
 import fakes
+import reviews
 from deviceplugin_operator import devices, manager
 from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates, queue
@@ -171,27 +172,7 @@ async def test_webhook_requests_use_controller_runtime_names_and_paths() -> None
     # Through the admission server's middleware: a review, a refused content type, and a
     # path that is no webhook (not counted).
     admission = server.AdmissionServer([devices.KINDS["gpu"]], observer=recorder)
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u1",
-            "kind": {"group": "deviceplugin.intel.com", "version": "v1", "kind": "GpuDevicePlugin"},
-            "resource": {
-                "group": "deviceplugin.intel.com",
-                "version": "v1",
-                "resource": "gpudeviceplugins",
-            },
-            "operation": "CREATE",
-            "name": "gpu",
-            "object": {
-                "apiVersion": "deviceplugin.intel.com/v1",
-                "kind": "GpuDevicePlugin",
-                "metadata": {"name": "gpu"},
-                "spec": {"image": "intel/intel-gpu-plugin:0.36.0"},
-            },
-        },
-    }
+    review = reviews.gpu_plugin_create("gpu", "u1")
     async with aiohttp_test.TestClient(aiohttp_test.TestServer(admission.app())) as http:
         answered = await http.post(gpu["webhook"], json=review)
         assert answered.status == 200
