@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from bundle_paths import BUNDLE, OPERATOR, ROOT, kustomize
 
-from conftest import BUNDLE, OPERATOR, ROOT, kustomize
 from deviceplugin_operator.manifests import crd, olm
 
 CSV = BUNDLE / olm.CSV_FILE

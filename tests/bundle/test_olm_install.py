@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
+from bundle_paths import BUNDLE
 
 import operators
 from clusters import TestCluster
-from conftest import BUNDLE
 from deviceplugin_operator.controller import certificates
 from deviceplugin_operator.manifests import olm
 from localcluster import processes
