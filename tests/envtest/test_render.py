@@ -122,14 +122,13 @@ def setup(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield Setup(operator, namespace, file)
     finally:
         cluster.kubectl("delete", "-f", str(file), "--ignore-not-found", "--wait=false")
+        # TYPE/NAME: "delete TYPE NAME TYPE NAME" takes the second TYPE for a name and fails,
+        # leaving webhooks that point at a stopped operator for the modules after this one.
         cluster.kubectl(
             "delete",
-            "mutatingwebhookconfiguration",
-            PREFIX + webhooks.MUTATING_NAME,
-            "validatingwebhookconfiguration",
-            PREFIX + webhooks.VALIDATING_NAME,
+            f"mutatingwebhookconfiguration/{PREFIX}{webhooks.MUTATING_NAME}",
+            f"validatingwebhookconfiguration/{PREFIX}{webhooks.VALIDATING_NAME}",
             "--ignore-not-found",
-            check=False,
         )
         problems = operator.problems()
         kill_all()
