@@ -417,13 +417,7 @@ class HttpKubeClient:
         response = await self._open(
             verb, resource, method, path, query=query, body=body, content_type=content_type
         )
-        try:
-            async with response:
-                data = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.TransportError(f"{method} {path} failed: {exc!r}") from exc
-        if not 200 <= response.status < 300:
-            raise errors.from_status(response.status, data)
+        data = await _successful_body(response, method, path)
         try:
             decoded: objects.JsonObject = json.loads(data)
         except ValueError as exc:
@@ -647,11 +641,17 @@ class HttpKubeClient:
         response = await self._open(
             "get", resources.PODS, "GET", path, query=query, accept="text/plain, */*"
         )
-        try:
-            async with response:
-                data = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.TransportError(f"GET {path} failed: {exc!r}") from exc
-        if not 200 <= response.status < 300:
-            raise errors.from_status(response.status, data)
+        data = await _successful_body(response, "GET", path)
         return data.decode("utf-8", errors="replace")
+
+
+async def _successful_body(response: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+    """The whole body of a 2xx answer; a transport failure or any other status as KubeError."""
+    try:
+        async with response:
+            data = await response.read()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise errors.TransportError(f"{method} {path} failed: {exc!r}") from exc
+    if not 200 <= response.status < 300:
+        raise errors.from_status(response.status, data)
+    return data
