@@ -421,6 +421,23 @@ PANELS: tuple[Panel, ...] = (
         unit="bytes",
         width=8,
     ),
+    Panel(
+        "GC pauses and event-loop lag (p99)",
+        "Where tail latency goes inside a replica: garbage-collection pauses per generation "
+        "and how late the event loop runs what is due.",
+        (
+            (
+                _quantile(0.99, "deviceplugin_operator_gc_pause_seconds", "pod, generation"),
+                "{{pod}} GC gen {{generation}}",
+            ),
+            (
+                _quantile(0.99, "deviceplugin_operator_event_loop_lag_seconds", "pod"),
+                "{{pod}} loop lag",
+            ),
+        ),
+        unit="s",
+        width=24,
+    ),
 )
 
 

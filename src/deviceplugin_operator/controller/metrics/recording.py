@@ -18,6 +18,9 @@ dashboards and alerts written for the reference operator keep working:
   certificate the admission server serves expires (self-managed or mounted);
 * ``deviceplugin_operator_desired_pods{kind,name}`` and ``..._ready_pods`` from the statuses
   the reconcilers wrote, as cached by the informers (a deleted resource's series disappear);
+* ``deviceplugin_operator_gc_pause_seconds{generation}`` (and ``..._gc_pause_max_seconds``) and
+  ``deviceplugin_operator_event_loop_lag_seconds``, measured while /metrics is served
+  (``runtime``);
 * the process collectors (``process_resident_memory_bytes`` ...).
 
 Gauges that mirror in-memory state (queue depths, statuses) are read when scraped, not kept up
@@ -36,6 +39,7 @@ import prometheus_client
 from prometheus_client import core, exposition
 
 from deviceplugin_operator.controller import queue
+from deviceplugin_operator.controller.metrics import runtime
 from deviceplugin_operator.kube import client, objects
 
 RECONCILE_BUCKETS = (
@@ -160,6 +164,7 @@ class Metrics:
         self.registry.register(self.queues)
         self.registry.register(self.statuses)
         self.registry.register(self.certificate)
+        self.runtime = runtime.RuntimeMetrics(self.registry)
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
         prometheus_client.GCCollector(registry=self.registry)

@@ -6,7 +6,8 @@ self-signed one made in memory at start-up, as controller-runtime does; Promethe
 with ``insecure_skip_verify`` or the mounted CA. TLS 1.2 is the minimum, with forward-secret
 AEAD ciphers only, and ALPN offers HTTP/1.1 alone: aiohttp does not speak HTTP/2, so
 ``--enable-http2`` cannot turn it on here. Connections are capped and given deadlines as the
-webhook server's (``listening``): the two share the process's event loop and memory.
+webhook server's (``listening``): the two share the process's event loop and memory. While it
+listens, the registry's GC-pause and event-loop-lag measurements run (``runtime``).
 """
 
 from __future__ import annotations
@@ -131,12 +132,14 @@ class MetricsServer:
         )
         await site.start()
         self.port = site.port
+        self.metrics.runtime.start()
         log.info(
             "Serving metrics",
             extra={"address": f"{bind[0]}:{self.port}", "secure": self.ssl_context is not None},
         )
 
     async def stop(self) -> None:
+        await self.metrics.runtime.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
