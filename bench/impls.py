@@ -69,6 +69,8 @@ class Running:
     webhook_port: int | None = None
     webhook_ca: bytes | None = None
     """The self-signed certificate its webhook server serves (its own CA)."""
+    metrics_port: int | None = None
+    """Its plain-HTTP /metrics on 127.0.0.1 (``this`` started with ``serve_metrics``)."""
 
     @property
     def alive(self) -> bool:
@@ -105,6 +107,14 @@ class Running:
                 return time.monotonic()
             await asyncio.sleep(interval)
         raise TimeoutError(f"{self.impl.name} not ready after {timeout:.0f}s; see {self.log}")
+
+    def scrape_metrics(self) -> str:
+        """The text of its /metrics (needs ``metrics_port``)."""
+        if self.metrics_port is None:
+            raise RuntimeError(f"{self.impl.name} was started without a metrics endpoint")
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
 
     def tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
@@ -158,21 +168,27 @@ def start(
     this_source: pathlib.Path | None = None,
     extra_args: Sequence[str] = (),
     lease_namespace: str | None = None,
+    serve_metrics: bool = False,
 ) -> Running:
     """Spawn ``impl`` against ``kubeconfig`` with its DaemonSets in ``namespace``.
 
     ``extra_args`` are appended to its arguments (e.g. ``--leader-elect``). ``lease_namespace``
     (reference only) is where its Lease goes: controller-runtime takes that namespace only
     from the in-cluster service account file, so the reference then runs in a private mount
-    namespace (``in_cluster_namespace``) that shows it one.
+    namespace (``in_cluster_namespace``) that shows it one. ``serve_metrics`` (``this`` only)
+    serves its /metrics over plain HTTP on a free local port instead of not at all, for
+    ``Running.scrape_metrics``.
     """
     log = workdir / "logs" / f"{impl.name}-{tag}.log"
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), DEVICEPLUGIN_NAMESPACE=namespace)
     health_port: int | None = None
     webhook_port: int | None = None
     webhook_ca: bytes | None = None
+    metrics_port: int | None = None
     if impl is THIS:
         health_port = processes.free_port()
+        if serve_metrics:
+            metrics_port = processes.free_port()
         if this_source is not None:
             # a snapshot of src/ (git archive of a commit) ahead of the editable install
             env["PYTHONPATH"] = str(this_source)
@@ -181,7 +197,8 @@ def start(
             "-m",
             "deviceplugin_operator.cli",
             "run",
-            "--metrics-bind-address=0",
+            "--metrics-bind-address="
+            + ("0" if metrics_port is None else f"127.0.0.1:{metrics_port}"),
             f"--health-probe-bind-address=127.0.0.1:{health_port}",
         ]
         cli = (this_source or ROOT / "src") / "deviceplugin_operator" / "cli.py"
@@ -226,4 +243,4 @@ def start(
     argv += extra_args
     started = time.monotonic()
     pid = processes.start(argv, log, env=env)
-    return Running(impl, pid, started, log, health_port, webhook_port, webhook_ca)
+    return Running(impl, pid, started, log, health_port, webhook_port, webhook_ca, metrics_port)

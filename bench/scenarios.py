@@ -310,7 +310,9 @@ class Bench:
         return self.api
 
     # Implementations -------------------------------------------------------------------
-    def start(self, impl: impls.Implementation, tag: str) -> impls.Running:
+    def start(
+        self, impl: impls.Implementation, tag: str, *, serve_metrics: bool = False
+    ) -> impls.Running:
         return impls.start(
             impl,
             kubeconfig=self.cluster.kubeconfig,
@@ -318,6 +320,7 @@ class Bench:
             workdir=self.directory,
             tag=tag,
             this_source=self.this_source,
+            serve_metrics=serve_metrics,
         )
 
     async def stop(self, running: impls.Running) -> None:
@@ -432,14 +435,21 @@ def _short(figures: dict[str, Any]) -> str:
 async def latency(bench: Bench) -> list[dict[str, Any]]:
     ops = bench.size.latency_ops
     samples: dict[tuple[str, str], list[list[float]]] = {}
+    # GC pauses and loop lag of this operator over each run, from its own /metrics.
+    runtime_runs: dict[str, list[dict[str, float | int]]] = {}
     for run in range(bench.size.latency_runs):
         for impl in rotate(bench.implementations, run):
             await bench.clean()
             mirror = await _with_daemonsets(bench)
-            running = bench.start(impl, f"latency-{run}")
+            running = bench.start(impl, f"latency-{run}", serve_metrics=impl is impls.THIS)
             try:
                 await running.wait_ready(120)
                 measured = await _latency_run(bench, mirror, ops)
+                if running.metrics_port is not None:
+                    scrape = await asyncio.to_thread(running.scrape_metrics)
+                    runtime = stats.runtime_figures(scrape)
+                    runtime_runs.setdefault(impl.name, []).append(runtime)
+                    say(f"latency {impl.name} run {run} runtime: " + _short(runtime))
             finally:
                 await mirror.stop()
                 await bench.stop(running)
@@ -456,6 +466,10 @@ async def latency(bench: Bench) -> list[dict[str, Any]]:
         figures: dict[str, Any] = stats.median_of_runs(summaries, ("p50_ms", "p99_ms", "mean_ms"))
         pooled = stats.summarize_ms([x for v in per_run for x in v])
         figures.update({f"pooled_{k}": v for k, v in pooled.items()})
+        extra: dict[str, Any] = {}
+        if impl_name in runtime_runs:
+            figures.update(stats.median_of_runs(runtime_runs[impl_name], stats.RUNTIME_FIGURES))
+            extra["runtime_runs"] = runtime_runs[impl_name]
         records.append(
             stats.record(
                 "reconcile_latency",
@@ -464,6 +478,7 @@ async def latency(bench: Bench) -> list[dict[str, Any]]:
                 figures,
                 runs=summaries,
                 samples_ms=[round(x * 1000, 2) for v in per_run for x in v],
+                **extra,
             )
         )
     return records

@@ -1,10 +1,12 @@
 """Pure helpers of the benchmark: percentiles, audit-log counting, the result records.
 
-No I/O except reading audit-log lines handed in; unit-tested in tests/unit/bench/.
+No I/O except reading audit-log lines and metric scrapes handed in; unit-tested in
+tests/unit/bench/.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -12,6 +14,8 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from prometheus_client import parser as text_format
 
 IMPLEMENTATIONS = ("this", "reference", "floor")
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -57,6 +61,105 @@ def median_of_runs(runs: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> di
         if values:
             result[key] = round(float(statistics.median(values)), 3)
     return result
+
+
+# The operator's runtime metrics ------------------------------------------------------------
+GC_PAUSE = "deviceplugin_operator_gc_pause_seconds"
+GC_PAUSE_MAX = "deviceplugin_operator_gc_pause_max_seconds"
+LOOP_LAG = "deviceplugin_operator_event_loop_lag_seconds"
+RUNTIME_FIGURES = ("gc_pauses", "gc_pause_total_ms", "gc_pause_max_ms", "loop_lag_p99_ms")
+
+
+@dataclasses.dataclass
+class Histogram:
+    """A Prometheus histogram, its series added up over every label but ``le``."""
+
+    buckets: dict[float, float] = dataclasses.field(default_factory=dict)
+    """Upper bound (``math.inf`` for ``+Inf``) → cumulative count."""
+    sum: float = 0.0
+    count: float = 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """PromQL's ``histogram_quantile``: linear within the bucket the rank falls in (from 0
+        for the first), the highest finite bound when it falls in ``+Inf``; None when empty."""
+        if not 0 <= q <= 1:
+            raise ValueError(f"quantile {q} outside 0..1")
+        bounds = sorted(self.buckets)
+        if not bounds or self.buckets[bounds[-1]] == 0:
+            return None
+        rank = q * self.buckets[bounds[-1]]
+        lower, below = 0.0, 0.0
+        for bound in bounds:
+            count = self.buckets[bound]
+            if count >= rank:
+                if math.isinf(bound):
+                    return lower
+                if count == below:
+                    return bound
+                return lower + (bound - lower) * (rank - below) / (count - below)
+            lower, below = bound, count
+        return lower
+
+    def highest_bound(self) -> float | None:
+        """The upper bound of the highest bucket that holds an observation (None if empty)."""
+        below = 0.0
+        found = None
+        for bound in sorted(self.buckets):
+            if self.buckets[bound] > below:
+                found = bound
+            below = self.buckets[bound]
+        return found
+
+
+def histogram(text: str, name: str) -> Histogram | None:
+    """The histogram ``name`` of a scrape in Prometheus' text format, None when not there."""
+    found = None
+    for family in text_format.text_string_to_metric_families(text):
+        if family.name != name or family.type != "histogram":
+            continue
+        found = Histogram()
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                bound = float(sample.labels["le"])
+                found.buckets[bound] = found.buckets.get(bound, 0.0) + sample.value
+            elif sample.name == f"{name}_sum":
+                found.sum += sample.value
+            elif sample.name == f"{name}_count":
+                found.count += sample.value
+    return found
+
+
+def gauge_max(text: str, name: str) -> float | None:
+    """The largest value of the gauge ``name`` over its series, None when not there."""
+    values = [
+        sample.value
+        for family in text_format.text_string_to_metric_families(text)
+        if family.name == name
+        for sample in family.samples
+    ]
+    return max(values) if values else None
+
+
+def runtime_figures(text: str) -> dict[str, float | int]:
+    """GC pauses and event-loop lag from a scrape of the operator's /metrics: ``gc_pauses``
+    (collections of every generation), ``gc_pause_total_ms``, ``gc_pause_max_ms`` (the exact
+    gauge, else the bound of the highest bucket used) and ``loop_lag_p99_ms`` (from the
+    buckets). Figures whose metrics the scrape lacks (an older operator) are left out."""
+    figures: dict[str, float | int] = {}
+    pauses = histogram(text, GC_PAUSE)
+    if pauses is not None:
+        figures["gc_pauses"] = int(pauses.count)
+        figures["gc_pause_total_ms"] = round(pauses.sum * 1000, 3)
+        longest = gauge_max(text, GC_PAUSE_MAX)
+        if longest is None:
+            longest = pauses.highest_bound()
+        if longest is not None and not math.isinf(longest):
+            figures["gc_pause_max_ms"] = round(longest * 1000, 3)
+    lag = histogram(text, LOOP_LAG)
+    p99 = None if lag is None else lag.quantile(0.99)
+    if p99 is not None:
+        figures["loop_lag_p99_ms"] = round(p99 * 1000, 3)
+    return figures
 
 
 # Audit log --------------------------------------------------------------------------------
