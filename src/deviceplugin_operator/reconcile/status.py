@@ -31,6 +31,7 @@ import dataclasses
 import datetime
 import decimal
 import re
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -335,14 +336,16 @@ def node_essentials(node: dict[str, Any], domains: Collection[str]) -> dict[str,
     meta_ = node.get("metadata") or {}
     status = node.get("status") or {}
     kept: dict[str, Any] = {
-        "apiVersion": node.get("apiVersion", "v1"),
-        "kind": node.get("kind", "Node"),
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {key: meta_[key] for key in ("name", "resourceVersion") if key in meta_},
     }
     figures = {}
     for field in ("capacity", "allocatable"):
+        # Every node repeats the same resource names and mostly the same quantities: one
+        # shared copy of each instead of one per node (~0.6 KiB of a node's ~1.4 KiB).
         values = {
-            name: value
+            sys.intern(name): sys.intern(value) if isinstance(value, str) else value
             for name, value in (status.get(field) or {}).items()
             if name.partition("/")[0] in domains
         }

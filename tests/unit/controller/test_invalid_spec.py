@@ -51,7 +51,13 @@ async def stored_and_cached(
     caches.plugins.store.upsert(copy.deepcopy(stored))
     kube.reset_counts()
     rec = reconciler.Reconciler(
-        kind, CONFIG, kube, caches, recorder=events.Recorder(kube), **options
+        kind,
+        CONFIG,
+        kube,
+        caches,
+        recorder=events.Recorder(kube),
+        status_interval=0,  # each reconcile's status at once (coalescing: test_status_coalescing)
+        **options,
     )
     return kube, caches, rec
 

@@ -78,7 +78,9 @@ class Operator:
     """One kind's informers, reconciler, controller and worker on the in-memory API, wired
     as the manager wires them."""
 
-    def __init__(self, kube: fakes.FakeKubeClient) -> None:
+    def __init__(
+        self, kube: fakes.FakeKubeClient, status_interval: float = reconciler.STATUS_INTERVAL
+    ) -> None:
         self.kube = kube
         self.caches = reconciler.Caches(
             plugins=informer.Informer(kube, GPU_PLUGINS, retry=fast_retry()),
@@ -99,7 +101,12 @@ class Operator:
             nodes=informer.Informer(kube, resources.NODES, retry=fast_retry()),
         )
         self.reconciler = reconciler.Reconciler(
-            GPU, CONFIG, kube, self.caches, recorder=events.Recorder(kube)
+            GPU,
+            CONFIG,
+            kube,
+            self.caches,
+            recorder=events.Recorder(kube),
+            status_interval=status_interval,
         )
         self.controller = manager.Controller(self.reconciler, 1)
         self.caches.plugins.add_handler(self.controller.on_plugin)
@@ -218,7 +225,7 @@ async def test_a_status_written_over_a_change_the_cache_missed_is_no_echo() -> N
     carries nothing but that status on top of what the reconcile read."""
     kube = fakes.FakeKubeClient()
     stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    operator = Operator(kube)
+    operator = Operator(kube, status_interval=0)  # reconciles back to back, each one writing
     operator.caches.plugins.store.upsert(copy.deepcopy(stored))
     await kube.patch(GPU_PLUGINS, "a", {"spec": {"logLevel": 4}})  # not in the cache
 

@@ -85,7 +85,13 @@ async def setup() -> tuple[PruningKube, reconciler.Caches, reconciler.Reconciler
         caches.plugins.store.upsert(copy.deepcopy(stored))
     clock = Clock()
     rec = reconciler.Reconciler(
-        GPU, CONFIG, kube, caches, recorder=events.Recorder(kube), clock=clock
+        GPU,
+        CONFIG,
+        kube,
+        caches,
+        recorder=events.Recorder(kube),
+        clock=clock,
+        status_interval=0,  # each reconcile's status at once (coalescing: test_status_coalescing)
     )
     kube.reset_counts()
     return kube, caches, rec, clock

@@ -48,7 +48,9 @@ async def reconciler_of_one_resource() -> tuple[
     stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
     cached = caches(kube)
     cached.plugins.store.upsert(copy.deepcopy(stored))
-    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    rec = reconciler.Reconciler(
+        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
+    )
     return kube, cached, rec
 
 
@@ -133,7 +135,9 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
         }
     }
     cached.daemonsets.store.upsert(ds)
-    rec = reconciler.Reconciler(GPU, CONFIG, kube, cached, recorder=events.Recorder(kube))
+    rec = reconciler.Reconciler(
+        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
+    )
     controller = manager.Controller(rec, 1)
     modified = informer.EventType.MODIFIED
 
