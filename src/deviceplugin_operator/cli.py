@@ -41,7 +41,6 @@ from typing import Any, NoReturn
 
 from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
-from deviceplugin_operator.manifests import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -713,6 +712,9 @@ async def _run(config: settings.Settings, options: manager.Options) -> int:
 def main(argv: Sequence[str] | None = None, prog: str = "deviceplugin-operator") -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["lifecycle"]:  # install steps, e.g. Helm hooks: argparse, no Go flags
+        # Imported here: the CRD generation it brings is no part of ``run``'s start-up.
+        from deviceplugin_operator.manifests import lifecycle  # noqa: PLC0415
+
         return lifecycle.main(arguments[1:], parse_duration)
     try:
         args = _parser(prog).parse_args(argv)

@@ -56,8 +56,9 @@ class AdmissionRequest(wire.Model):
     """The ``request`` of an AdmissionReview: what the API server asks about."""
 
     uid: str = pydantic.Field(min_length=1)
-    kind: GroupVersionKind = GroupVersionKind()
-    resource: GroupVersionResource = GroupVersionResource()
+    # Factories, not instances: an instance would build the models' validators at import.
+    kind: GroupVersionKind = pydantic.Field(default_factory=GroupVersionKind)
+    resource: GroupVersionResource = pydantic.Field(default_factory=GroupVersionResource)
     sub_resource: str = ""
     name: str = ""
     namespace: str = ""

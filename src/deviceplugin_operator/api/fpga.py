@@ -76,7 +76,8 @@ class AcceleratorFunction(wire.Model):
 
     api_version: str = ACCELERATOR_FUNCTION.api_version
     kind: str = ACCELERATOR_FUNCTION.kind
-    metadata: meta.ObjectMeta = meta.ObjectMeta()
+    # A factory, not an instance: an instance would build ObjectMeta's validator at import.
+    metadata: meta.ObjectMeta = pydantic.Field(default_factory=meta.ObjectMeta)
     spec: AcceleratorFunctionSpec
     status: AcceleratorFunctionStatus | None = None
 
@@ -87,6 +88,6 @@ class FpgaRegion(wire.Model):
 
     api_version: str = FPGA_REGION.api_version
     kind: str = FPGA_REGION.kind
-    metadata: meta.ObjectMeta = meta.ObjectMeta()
+    metadata: meta.ObjectMeta = pydantic.Field(default_factory=meta.ObjectMeta)
     spec: FpgaRegionSpec
     status: FpgaRegionStatus | None = None

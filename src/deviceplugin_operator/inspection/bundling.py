@@ -33,11 +33,10 @@ from typing import Any
 
 from deviceplugin_operator import devices
 from deviceplugin_operator.inspection import diagnosis, gathering, redaction, reporting
+from deviceplugin_operator.inspection.commands import OPERATOR_SELECTOR
 from deviceplugin_operator.kube import client, errors, objects, resources
 
 DEPLOYMENTS = resources.Resource("apps", "v1", "deployments", "Deployment")
-OPERATOR_SELECTOR = "control-plane=controller-manager,manager=intel-deviceplugin-operator"
-"""The labels of the operator's Deployment in every install (kustomize, Helm, the reference's)."""
 
 _KEPT_LABEL_PARTS = ("intel", "feature.node.kubernetes.io")
 _KEPT_LABELS = frozenset({"kubernetes.io/arch", "kubernetes.io/os", "kubernetes.io/hostname"})

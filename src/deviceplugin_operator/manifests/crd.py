@@ -2,21 +2,24 @@
 
 pydantic's JSON schema is turned into a Kubernetes structural schema: references inlined,
 ``Optional`` written as an optional property (never a null type), titles and null defaults
-dropped, keys and ``required`` lists sorted like controller-gen's. The ten CRDs keep the
-reference's names, scopes, printer columns (one more: DEVICES) and file names.
+dropped, keys and ``required`` lists sorted like controller-gen's. The fields' descriptions
+are their attribute docstrings (``wire.attribute_docstrings``), added here rather than when the
+models are defined, which would cost every operator start the time to read them. The ten CRDs
+keep the reference's names, scopes, printer columns (one more: DEVICES) and file names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pydantic
 
 from deviceplugin_operator import devices
-from deviceplugin_operator.api import fpga, meta, plugin
+from deviceplugin_operator.api import fpga, meta, plugin, wire
 from deviceplugin_operator.manifests import rendering
 
 BASES = "crd/bases"
@@ -148,7 +151,40 @@ def custom_resource_definition(definition: Definition) -> dict[str, Any]:
 def structural_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema as a Kubernetes structural schema."""
     schema = model.model_json_schema(by_alias=True)
-    return _structural(schema, schema.get("$defs", {}))
+    defs = schema.get("$defs", {})
+    for cls in _models(model):
+        if cls is not model and cls.__name__ not in defs:
+            raise ValueError(f"{model.__name__}: no schema definition named {cls.__name__}")
+        _describe_fields(schema if cls is model else defs[cls.__name__], cls)
+    return _structural(schema, defs)
+
+
+def _models(model: type[pydantic.BaseModel]) -> Iterator[type[pydantic.BaseModel]]:
+    """``model`` and every model its fields contain, at any depth, each once."""
+    seen: dict[str, type[pydantic.BaseModel]] = {}
+    pending: list[Any] = [model]
+    while pending:
+        kind = pending.pop()
+        if isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
+            if kind.__name__ in seen:
+                if seen[kind.__name__] is not kind:
+                    raise ValueError(f"two models named {kind.__name__} in {model.__name__}")
+                continue
+            seen[kind.__name__] = kind
+            pending += [field.annotation for field in kind.model_fields.values()]
+        else:
+            pending += typing.get_args(kind)
+    yield from seen.values()
+
+
+def _describe_fields(schema: dict[str, Any], model: type[pydantic.BaseModel]) -> None:
+    """Each property of ``model``'s schema without a description gets its docstring."""
+    properties = schema.get("properties", {})
+    for name, doc in wire.attribute_docstrings(model).items():
+        field = model.model_fields.get(name)
+        node = properties.get((field.alias or name) if field else None)
+        if node is not None and "description" not in node:
+            node["description"] = doc
 
 
 def _structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import pydantic
 import pytest
 
 from deviceplugin_operator import devices
-from deviceplugin_operator.api import fpga, meta, plugin
+from deviceplugin_operator.api import fpga, meta, plugin, wire
+from deviceplugin_operator.manifests.crd import structural_schema
 
 KINDS = list(devices.KINDS)
 
@@ -237,3 +238,40 @@ def test_fpga_resource_types() -> None:
     )
     assert region.metadata.name == "r"
     assert region.spec.interface_id == "ce489693"
+
+
+class _Documented(wire.Model):
+    plain: int = 0
+    """Plain's doc,
+    on two lines."""
+
+    undocumented: int = 0
+    redeclared: int = 0
+    """Only in the base."""
+
+
+class _Sub(_Documented):
+    redeclared: int = 1
+    added: str = ""
+    """Added's doc."""
+
+
+def test_attribute_docstrings_follow_the_class_that_declares_each_field() -> None:
+    """As pydantic's use_attribute_docstrings: a redeclared field without a docstring has none."""
+    assert wire.attribute_docstrings(_Documented) == {
+        "plain": "Plain's doc,\non two lines.",
+        "redeclared": "Only in the base.",
+    }
+    assert wire.attribute_docstrings(_Sub) == {
+        "plain": "Plain's doc,\non two lines.",
+        "added": "Added's doc.",
+    }
+
+
+def test_crd_descriptions_come_from_attribute_docstrings() -> None:
+    schema = structural_schema(plugin.DevicePluginStatus)
+    assert schema["properties"]["numberReady"]["description"].startswith(
+        "The number of nodes that should be running the device plugin pod"
+    )
+    condition = schema["properties"]["conditions"]["items"]["properties"]["reason"]
+    assert condition["description"].startswith("Reason contains a programmatic identifier")

@@ -1,0 +1,95 @@
+"""What ``deviceplugin-operator run`` loads before it starts: only what it runs.
+
+Each check imports ``deviceplugin_operator.cli`` in a fresh interpreter (the test process has
+long imported everything) and reads ``sys.modules`` and the models' state there. The modules
+named here are the ones the start-up profile (docs/benchmarks.md, "Start-up: where the time
+goes") showed as costly and unused by ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+NOT_LOADED_BY_RUN = (
+    "deviceplugin_operator.inspection.running",
+    "deviceplugin_operator.inspection.bundling",
+    "deviceplugin_operator.inspection.diagnosis",
+    "deviceplugin_operator.manifests.lifecycle",
+    "deviceplugin_operator.manifests.crd",
+    "tarfile",
+    "urllib3",
+)
+
+
+def _in_fresh_interpreter(code: str) -> object:
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("module", NOT_LOADED_BY_RUN)
+def test_importing_the_cli_leaves_out_what_run_does_not_use(module: str) -> None:
+    loaded = _in_fresh_interpreter(
+        f"""
+        import json, sys
+        import deviceplugin_operator.cli
+        print(json.dumps({module!r} in sys.modules))
+        """
+    )
+    assert loaded is False, f"{module} is imported with the cli"
+
+
+def test_no_model_builds_its_validator_at_import() -> None:
+    built = _in_fresh_interpreter(
+        """
+        import json
+        import deviceplugin_operator.cli
+        from deviceplugin_operator.api import wire
+
+        def models(cls):
+            for sub in cls.__subclasses__():
+                yield sub
+                yield from models(sub)
+
+        print(json.dumps(sorted(
+            m.__qualname__ for m in models(wire.Model) if m.__pydantic_complete__
+        )))
+        """
+    )
+    assert built == []
+
+
+def test_the_client_library_still_builds_basic_auth_headers() -> None:
+    """``urllib3``, deferred for the configuration module, loads on its first use there."""
+    result = _in_fresh_interpreter(
+        """
+        import json, sys
+        from deviceplugin_operator.kube import client
+        before = "urllib3" in sys.modules
+        configuration = client.k8s_client.Configuration()
+        configuration.username, configuration.password = "admin", "secret"
+        print(json.dumps([before, configuration.get_basic_auth_token(), "urllib3" in sys.modules]))
+        """
+    )
+    assert result == [False, "Basic YWRtaW46c2VjcmV0", True]
+
+
+def test_inspection_commands_still_run_from_the_cli() -> None:
+    """``render`` goes through the lazily imported runner (offline: no cluster needed)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "deviceplugin_operator.cli", "render", "-f", "-", "-o", "json"],
+        input="apiVersion: deviceplugin.intel.com/v1\nkind: GpuDevicePlugin\n"
+        "metadata: {name: g}\nspec: {image: intel/intel-gpu-plugin:0.36.0}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["items"][0]["metadata"]["name"] == "intel-gpu-plugin-g"
