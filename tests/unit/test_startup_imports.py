@@ -8,12 +8,17 @@ goes") showed as costly and unused by ``run``.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import yaml
+
+from deviceplugin_operator import devices
+from deviceplugin_operator.devices import kind
 
 NOT_LOADED_BY_RUN = (
     "deviceplugin_operator.inspection.running",
@@ -93,3 +98,14 @@ def test_inspection_commands_still_run_from_the_cli() -> None:
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["items"][0]["metadata"]["name"] == "intel-gpu-plugin-g"
+
+
+@pytest.mark.parametrize("name", sorted(devices.KINDS))
+def test_templates_read_by_libyaml_are_what_the_python_loader_reads(name: str) -> None:
+    """The base DaemonSets are loaded with libyaml when PyYAML has it (start-up time)."""
+    text = (
+        importlib.resources.files("deviceplugin_operator.devices")
+        .joinpath("templates", f"{name}.yaml")
+        .read_text(encoding="utf-8")
+    )
+    assert kind._template(name) == yaml.safe_load(text)
