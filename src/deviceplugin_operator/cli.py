@@ -39,6 +39,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+# First: it imports aiohttp, loading the CA bundles of its unused default contexts in a thread.
+import deviceplugin_operator.tls_defaults  # noqa: F401
 from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
 

@@ -109,3 +109,29 @@ def test_templates_read_by_libyaml_are_what_the_python_loader_reads(name: str) -
         .read_text(encoding="utf-8")
     )
     assert kind._template(name) == yaml.safe_load(text)
+
+
+def test_aiohttp_default_contexts_get_the_ca_bundle_after_the_start() -> None:
+    """cli.py imports aiohttp through tls_defaults: the two default contexts are created
+    without the system CA bundle, which a thread then loads into them."""
+    result = _in_fresh_interpreter(
+        """
+        import json, ssl
+        import deviceplugin_operator.cli
+        from aiohttp import connector
+        from deviceplugin_operator import tls_defaults
+        contexts = [connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED]
+        deferred = [any(c is d for d in tls_defaults.deferred) for c in contexts]
+        tls_defaults.loading.join()
+        print(json.dumps({
+            "deferred": deferred,
+            "loaded": [c.cert_store_stats() for c in contexts],
+            "system": ssl.create_default_context().cert_store_stats(),
+            "restored": "set_default_verify_paths" not in vars(ssl.SSLContext),
+        }))
+        """
+    )
+    assert isinstance(result, dict)
+    assert result["deferred"] == [True, True]
+    assert result["loaded"] == [result["system"], result["system"]]
+    assert result["restored"] is True
