@@ -672,3 +672,51 @@ async def test_a_review_without_content_length_or_too_large_is_refused_before_re
             assert reply.status == 413
     finally:
         await client.close()
+
+
+# Where the work runs -----------------------------------------------------------------------
+
+
+class CountingWorkers(server.AdmissionServer):
+    """Counts the calls handed to the worker threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handed_off: list[str] = []
+
+    async def _in_worker(self, function: Any, *args: Any) -> Any:
+        self.handed_off.append(getattr(function, "__name__", repr(function)))
+        return await super()._in_worker(function, *args)
+
+
+async def test_small_reviews_stay_on_the_loop_and_large_ones_go_to_the_workers() -> None:
+    """The hop to a worker thread costs ~0.1 ms of every request (docs/benchmarks.md): a typical
+    review is parsed and a pod of a few containers mutated on the loop; a review over
+    ``INLINE_BODY`` bytes or a pod over ``INLINE_CONTAINERS`` containers still never is."""
+    admission = CountingWorkers([GPU, KINDS["sgx"]])
+    client = await client_for(admission)
+    try:
+        small = plugin_review(GPU, {"image": GPU.default_image})
+        assert len(json.dumps(small)) < server.INLINE_BODY
+        assert (await post(client, GPU.validate_path, small))["allowed"] is True
+        assert (await post(client, "/mutate--v1-pod", pod_review(epc_pod())))["allowed"] is True
+        assert admission.handed_off == []
+
+        large = plugin_review(GPU, {"image": GPU.default_image})
+        large["request"]["object"]["metadata"]["annotations"] = {
+            "padding": "x" * server.INLINE_BODY
+        }
+        assert (await post(client, GPU.validate_path, large))["allowed"] is True
+        assert admission.handed_off == ["parse"]
+
+        many = epc_pod()
+        container = many["spec"]["containers"][0]
+        many["spec"]["containers"] = [
+            {**container, "name": f"c{index}"} for index in range(server.INLINE_CONTAINERS + 1)
+        ]
+        response = await post(client, "/mutate--v1-pod", pod_review(many))
+        assert response["allowed"] is True
+        assert "patch" in response
+        assert admission.handed_off == ["parse", "mutate", "allowed"]
+    finally:
+        await client.close()
