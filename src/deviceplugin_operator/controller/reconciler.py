@@ -60,6 +60,9 @@ running, ready), each a different resource status for a few milliseconds: 6 stat
 per rolled-out update and 5 per create before this (the reference writes 2.7 and 3.2), each
 taking API server and operator time from the next change. A write due within the interval
 is made at its end, with whatever the status is then."""
+URGENT_CONDITIONS = frozenset({status.READY, status.DEGRADED})
+"""Conditions whose turning True is written at once, interval or not: what ``kubectl wait``
+and alerts wait for (the DaemonSet has become ready; something needs a person)."""
 
 
 POD_OWNER = "owner-uid"
@@ -542,7 +545,8 @@ class Reconciler:
         server = previous_raw if last is None else last[1]
         if _same_status(server, kept) and not self._schema_recheck_due():
             return recheck
-        if (wait := self._status_due.get(name, 0.0) - self.monotonic()) > 0:
+        wait = self._status_due.get(name, 0.0) - self.monotonic()
+        if wait > 0 and not _turns_true(server, kept, URGENT_CONDITIONS):
             return wait if recheck is None else min(wait, recheck)
         patch = _merge_patch(server, wanted)
         try:
@@ -697,6 +701,22 @@ def _parses_as_condition(raw: Any) -> bool:
     except pydantic.ValidationError:
         return False
     return True
+
+
+def _turns_true(server: dict[str, Any], wanted: dict[str, Any], types: frozenset[str]) -> bool:
+    """Whether a condition of ``types`` is True in ``wanted`` and not in ``server``."""
+
+    def true(found: dict[str, Any]) -> set[str]:
+        conditions = found.get("conditions")
+        return {
+            str(condition.get("type"))
+            for condition in (conditions if isinstance(conditions, list) else ())
+            if isinstance(condition, dict)
+            and condition.get("type") in types
+            and condition.get("status") == "True"
+        }
+
+    return bool(true(wanted) - true(server))
 
 
 def _same_status(previous: dict[str, Any], wanted: dict[str, Any]) -> bool:

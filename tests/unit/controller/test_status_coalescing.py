@@ -190,3 +190,25 @@ async def test_the_workers_write_a_held_status_without_another_event() -> None:
         worker.cancel()
         for running in informers:
             await running.stop()
+
+
+async def test_a_resource_turning_ready_is_written_at_once() -> None:
+    """What ``kubectl wait --for=condition=Ready`` waits for is not held back by the interval
+    (the convergence scenario's status lag doubled when it was)."""
+    clock = Clock()
+    kube, cached, rec = await one_resource(clock)
+    await rec.reconcile("a")
+    await sync_caches(kube, cached)
+    clock.now += INTERVAL
+    ds_status(kube, cached, observedGeneration=1, desiredNumberScheduled=2, numberReady=1)
+    await rec.reconcile("a")
+    await sync_caches(kube, cached)
+    assert status_patches(kube) == 1
+
+    clock.now += INTERVAL / 10
+    ds_status(kube, cached, observedGeneration=1, desiredNumberScheduled=2, numberReady=2)
+    assert await rec.reconcile("a") is None
+    assert status_patches(kube) == 2
+    written = (await kube.get(GPU_PLUGINS, "a"))["status"]
+    (ready,) = [c for c in written["conditions"] if c["type"] == "Ready"]
+    assert ready["status"] == "True"
