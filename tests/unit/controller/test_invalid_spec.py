@@ -12,22 +12,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import gpu_reconciler
 import pytest
 
 import fakes
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.admission import errors, rules
-from deviceplugin_operator.controller import events, informer, reconciler
+from deviceplugin_operator.controller import events, reconciler
 from deviceplugin_operator.kube import resources
 
 NAMESPACE = "plugins"
 CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=tuple(devices.KINDS))
 
 
-def plugins_of(kind: devices.DeviceKind[Any]) -> resources.Resource:
-    return resources.Resource.of(
-        kind.resource.api_version, kind.kind, kind.plural, namespaced=False
-    )
+plugins_of = gpu_reconciler.plugins_of
 
 
 async def stored_and_cached(
@@ -35,19 +33,7 @@ async def stored_and_cached(
 ) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
     kube = fakes.FakeKubeClient()
     stored = await kube.create(plugins_of(kind), {"metadata": {"name": "a"}, "spec": spec})
-    caches = reconciler.Caches(
-        plugins=informer.Informer(kube, plugins_of(kind)),
-        daemonsets=informer.Informer(
-            kube,
-            resources.DAEMON_SETS,
-            namespace=NAMESPACE,
-            indexers=reconciler.DAEMONSET_INDEXERS,
-        ),
-        pods=informer.Informer(
-            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
-        ),
-        nodes=informer.Informer(kube, resources.NODES),
-    )
+    caches = gpu_reconciler.caches(kube, kind)
     caches.plugins.store.upsert(copy.deepcopy(stored))
     kube.reset_counts()
     rec = reconciler.Reconciler(

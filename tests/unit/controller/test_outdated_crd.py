@@ -15,11 +15,12 @@ import datetime
 import logging
 from typing import Any
 
+import gpu_reconciler
 import pytest
 
 import fakes
 from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import events, informer, reconciler
+from deviceplugin_operator.controller import events, reconciler
 from deviceplugin_operator.kube import resources
 
 GPU = devices.KINDS["gpu"]
@@ -67,19 +68,7 @@ class Clock:
 
 async def setup() -> tuple[PruningKube, reconciler.Caches, reconciler.Reconciler, Clock]:
     kube = PruningKube()
-    caches = reconciler.Caches(
-        plugins=informer.Informer(kube, GPU_PLUGINS),
-        daemonsets=informer.Informer(
-            kube,
-            resources.DAEMON_SETS,
-            namespace=NAMESPACE,
-            indexers=reconciler.DAEMONSET_INDEXERS,
-        ),
-        pods=informer.Informer(
-            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
-        ),
-        nodes=informer.Informer(kube, resources.NODES),
-    )
+    caches = gpu_reconciler.caches(kube)
     for name in NAMES:
         stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": name}, "spec": {}})
         caches.plugins.store.upsert(copy.deepcopy(stored))

@@ -9,35 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches
 
 import fakes
-from deviceplugin_operator import devices, manager, settings
+from deviceplugin_operator import manager
 from deviceplugin_operator.controller import events, informer, reconciler
 from deviceplugin_operator.kube import errors, objects, resources
-
-GPU = devices.KINDS["gpu"]
-GPU_PLUGINS = resources.Resource.of(
-    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
-)
-NAMESPACE = "plugins"
-CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
-
-
-def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
-    """Informers that are never started: the test fills their stores by hand."""
-    return reconciler.Caches(
-        plugins=informer.Informer(kube, GPU_PLUGINS),
-        daemonsets=informer.Informer(
-            kube,
-            resources.DAEMON_SETS,
-            namespace=NAMESPACE,
-            indexers=reconciler.DAEMONSET_INDEXERS,
-        ),
-        pods=informer.Informer(
-            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
-        ),
-        nodes=informer.Informer(kube, resources.NODES),
-    )
 
 
 async def reconciler_of_one_resource() -> tuple[

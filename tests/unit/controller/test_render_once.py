@@ -9,19 +9,12 @@ import copy
 from typing import Any
 
 import pytest
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches
 
 import fakes
-from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import events, informer, reconciler
+from deviceplugin_operator.controller import events, reconciler
 from deviceplugin_operator.kube import objects, resources
 from deviceplugin_operator.reconcile import drift, validation
-
-GPU = devices.KINDS["gpu"]
-GPU_PLUGINS = resources.Resource.of(
-    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
-)
-NAMESPACE = "plugins"
-CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
 
 
 class Calls:
@@ -42,16 +35,7 @@ async def reconciled() -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconci
     """Resource ``a`` reconciled once, its DaemonSet and status in the caches."""
     kube = fakes.FakeKubeClient()
     await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {"logLevel": 2}})
-    cached = reconciler.Caches(
-        plugins=informer.Informer(kube, GPU_PLUGINS),
-        daemonsets=informer.Informer(
-            kube, resources.DAEMON_SETS, namespace=NAMESPACE, indexers=reconciler.DAEMONSET_INDEXERS
-        ),
-        pods=informer.Informer(
-            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
-        ),
-        nodes=informer.Informer(kube, resources.NODES),
-    )
+    cached = caches(kube)
     rec = reconciler.Reconciler(
         GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
     )

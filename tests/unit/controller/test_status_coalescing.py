@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import copy
 
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, caches
+
 import fakes
-from deviceplugin_operator import devices, manager, settings
-from deviceplugin_operator.controller import events, informer, reconciler
+from deviceplugin_operator import manager
+from deviceplugin_operator.controller import events, reconciler
 from deviceplugin_operator.kube import objects, resources
 
-GPU = devices.KINDS["gpu"]
-GPU_PLUGINS = resources.Resource.of(
-    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
-)
-NAMESPACE = "plugins"
-CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
 INTERVAL = 0.05
 
 
@@ -31,19 +27,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def caches(kube: fakes.FakeKubeClient) -> reconciler.Caches:
-    return reconciler.Caches(
-        plugins=informer.Informer(kube, GPU_PLUGINS),
-        daemonsets=informer.Informer(
-            kube, resources.DAEMON_SETS, namespace=NAMESPACE, indexers=reconciler.DAEMONSET_INDEXERS
-        ),
-        pods=informer.Informer(
-            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
-        ),
-        nodes=informer.Informer(kube, resources.NODES),
-    )
 
 
 async def one_resource(
@@ -62,6 +45,19 @@ async def one_resource(
         status_interval=INTERVAL,
         monotonic=clock,
     )
+    return kube, cached, rec
+
+
+async def written_once(
+    clock: Clock,
+) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
+    """Resource ``a`` with its DaemonSet and its first status written, the caches caught up."""
+    kube, cached, rec = await one_resource(clock)
+    await rec.reconcile("a")
+    await sync_caches(kube, cached)
+    clock.now += INTERVAL
+    await rec.reconcile("a")
+    await sync_caches(kube, cached)
     return kube, cached, rec
 
 
@@ -127,12 +123,7 @@ async def test_changes_inside_the_interval_are_one_write_of_the_last_state() -> 
 
 async def test_a_change_after_a_quiet_interval_is_written_at_once() -> None:
     clock = Clock()
-    kube, cached, rec = await one_resource(clock)
-    await rec.reconcile("a")
-    await sync_caches(kube, cached)
-    clock.now += INTERVAL
-    await rec.reconcile("a")
-    await sync_caches(kube, cached)
+    kube, cached, rec = await written_once(clock)
     assert status_patches(kube) == 1
 
     clock.now += 10 * INTERVAL
@@ -149,12 +140,7 @@ async def test_a_change_after_a_quiet_interval_is_written_at_once() -> None:
 
 async def test_nothing_to_write_returns_no_wait() -> None:
     clock = Clock()
-    kube, cached, rec = await one_resource(clock)
-    await rec.reconcile("a")
-    await sync_caches(kube, cached)
-    clock.now += INTERVAL
-    await rec.reconcile("a")
-    await sync_caches(kube, cached)
+    kube, _, rec = await written_once(clock)
     kube.reset_counts()
 
     clock.now += INTERVAL / 10  # inside the interval, but the status is what is stored

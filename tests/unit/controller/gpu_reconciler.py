@@ -1,0 +1,42 @@
+"""What the reconciler tests share (most are about one GpuDevicePlugin): the kind, its
+resource, the plugin namespace, the settings, and caches that are never started (a test
+fills their stores)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakes
+from deviceplugin_operator import devices, settings
+from deviceplugin_operator.controller import informer, reconciler
+from deviceplugin_operator.kube import resources
+
+GPU = devices.KINDS["gpu"]
+GPU_PLUGINS = resources.Resource.of(
+    GPU.resource.api_version, GPU.kind, GPU.plural, namespaced=False
+)
+NAMESPACE = "plugins"
+CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
+
+
+def plugins_of(kind: devices.DeviceKind[Any]) -> resources.Resource:
+    return resources.Resource.of(
+        kind.resource.api_version, kind.kind, kind.plural, namespaced=False
+    )
+
+
+def caches(kube: fakes.FakeKubeClient, kind: devices.DeviceKind[Any] = GPU) -> reconciler.Caches:
+    """Informers that are never started: the test fills their stores by hand."""
+    return reconciler.Caches(
+        plugins=informer.Informer(kube, plugins_of(kind)),
+        daemonsets=informer.Informer(
+            kube,
+            resources.DAEMON_SETS,
+            namespace=NAMESPACE,
+            indexers=reconciler.DAEMONSET_INDEXERS,
+        ),
+        pods=informer.Informer(
+            kube, resources.PODS, namespace=NAMESPACE, indexers=reconciler.POD_INDEXERS
+        ),
+        nodes=informer.Informer(kube, resources.NODES),
+    )
