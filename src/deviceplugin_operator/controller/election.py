@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from deviceplugin_operator.controller import tasks
 from deviceplugin_operator.kube import client, errors, objects, resources
 
 log = logging.getLogger(__name__)
@@ -262,10 +263,7 @@ class LeaderElector:
     async def stop(self) -> None:
         """Stop the lease watch (the elector does nothing else in the background)."""
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await tasks.cancel_and_wait(watcher)
 
     # One round -----------------------------------------------------------------------------
     async def _renew(self) -> str | None:

@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-from deviceplugin_operator.controller import backoff, cache
+from deviceplugin_operator.controller import backoff, cache, tasks
 from deviceplugin_operator.kube import client, errors, objects, resources
 
 logger = logging.getLogger(__name__)
@@ -149,10 +149,7 @@ class Informer:
     async def stop(self) -> None:
         """Cancel the background task and wait for it to end."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancel_and_wait(task)
 
     async def run(self) -> None:
         """List and watch until cancelled."""
@@ -162,10 +159,7 @@ class Informer:
         try:
             await self._list_and_watch_forever()
         finally:
-            if resync is not None:
-                resync.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await resync
+            await tasks.cancel_and_wait(resync)
 
     async def _list_and_watch_forever(self) -> None:
         must_list = True

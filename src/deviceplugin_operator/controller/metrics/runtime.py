@@ -25,6 +25,8 @@ from typing import Any
 import prometheus_client
 from prometheus_client import core
 
+from deviceplugin_operator.controller import tasks
+
 PAUSE_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Seconds: 0.1 ms to 1 s in 1-2-5 steps (young collections take tens of microseconds, full ones
 of a large heap tens of milliseconds)."""
@@ -139,10 +141,7 @@ class LoopLag:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancel_and_wait(task)
 
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()
