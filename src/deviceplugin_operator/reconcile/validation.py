@@ -30,6 +30,7 @@ allow-list keeps that to known images.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -95,12 +96,23 @@ def check(
 def check_image(image: str, expected: str, minimum: str = device_kind.IMAGE_MIN_VERSION) -> None:
     """The reference's ``validatePluginImage``: ``<any path>/<expected>`` pinned by digest or
     tagged with a version >= ``minimum`` (with the fixes above); ``Invalid`` otherwise."""
-    if not re.fullmatch(rf"(?:.*/)?{re.escape(expected)}{_DIGEST}", image):
-        _check_tagged(image, expected, minimum)
+    if (problem := _image_problem(image, expected, minimum)) is not None:
+        raise Invalid(problem)
+
+
+@functools.lru_cache(maxsize=512)
+def _image_problem(image: str, expected: str, minimum: str) -> str | None:
+    """``check_image``'s verdict, kept per image: every review and every reconcile of a spec
+    checks the same few images again (regular expressions built per call, two parses)."""
     try:
+        if not re.fullmatch(rf"(?:.*/)?{re.escape(expected)}{_DIGEST}", image):
+            _check_tagged(image, expected, minimum)
         images.ImageRef.parse(image)
+    except Invalid as invalid:
+        return invalid.message
     except ValueError as error:
-        raise Invalid(f"invalid resource: {error}") from None
+        return f"invalid resource: {error}"
+    return None
 
 
 def _check_tagged(image: str, expected: str, minimum: str) -> None:

@@ -39,3 +39,20 @@ def test_the_webhook_denies_with_the_message_of_the_shared_check(spec: dict[str,
         rules.validate(kind, obj)
     assert rejected.value.message == invalid.value.message
     assert rejected.value.code == 403
+
+
+def test_an_image_verdict_is_the_same_when_it_is_asked_again() -> None:
+    """Verdicts are kept per image (every review and reconcile checks the same few again):
+    a refused image stays refused with its message, an accepted one accepted."""
+    bad = "intel/intel-gpu-plugin:0.1.0"
+    messages = []
+    for _ in range(2):
+        with pytest.raises(validation.Invalid) as refused:
+            validation.check_image(bad, "intel-gpu-plugin")
+        messages.append(refused.value.message)
+    assert messages[0] == messages[1]
+    assert "too low" in messages[0]
+    for _ in range(2):
+        validation.check_image("intel/intel-gpu-plugin:0.36.0", "intel-gpu-plugin")
+    with pytest.raises(validation.Invalid, match="incorrect image name"):
+        validation.check_image("intel/intel-gpu-plugin:0.36.0", "intel-qat-plugin")
