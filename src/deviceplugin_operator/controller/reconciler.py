@@ -491,11 +491,7 @@ class Reconciler:
         """Patch the status when it changed; seconds until it must be looked at again
         (a node without devices whose grace period ends), if any."""
         previous_raw = resource.get("status") or {}
-        previous = [
-            meta.Condition.model_validate(c)
-            for c in previous_raw.get("conditions") or []
-            if _parses_as_condition(c)
-        ]
+        previous = _conditions(previous_raw.get("conditions"))
         pods = [] if current is None else self.caches.pods.by_index(POD_OWNER, objects.uid(current))
         nodes = {
             name: node
@@ -695,12 +691,16 @@ def _refused_message(error: errors.ApiError) -> str:
     )
 
 
-def _parses_as_condition(raw: Any) -> bool:
-    try:
-        meta.Condition.model_validate(raw)
-    except pydantic.ValidationError:
-        return False
-    return True
+def _conditions(raw: Any) -> list[meta.Condition]:
+    """The stored conditions that parse as conditions (one validation each; others are
+    dropped and rewritten)."""
+    parsed = []
+    for item in raw if isinstance(raw, list) else ():
+        try:
+            parsed.append(meta.Condition.model_validate(item))
+        except pydantic.ValidationError:
+            continue
+    return parsed
 
 
 def _turns_true(server: dict[str, Any], wanted: dict[str, Any], types: frozenset[str]) -> bool:
