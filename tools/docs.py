@@ -568,7 +568,8 @@ def render_readme_ratios() -> str:
             f"{op} {_r(_ratio(_results('reconcile_latency'), 'p50_ms', operation=op))}{X}"
             for op in ("create", "update", "recreate")
         )
-        + " the reference's (Python on 2 shared cores)."
+        + " the reference's, start-up to the first DaemonSet "
+        + f"{_r(_ratio(_results('startup'), 'first_daemonset_ms'))}{X} (Python on 2 shared cores)."
     )
 
 
