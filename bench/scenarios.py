@@ -50,6 +50,14 @@ CONTROLLER_MANAGER_GATES = {"StaleControllerConsistencyDaemonSet": False}
 write and requeues with exponential backoff otherwise; on 2 busy cores with thousands of plugin
 pods that left DaemonSet statuses stale for many minutes (up to its 1000 s backoff) while every
 pod was Ready, for either operator. Convergence measures the operators, so the check is off."""
+CONTROLLER_MANAGER_ARGS = ("--node-monitor-grace-period=10m",)
+"""kwok renews the leases of every fake node from one process; while 8000 plugin pods start on 2
+busy cores it fell more than the default 50 s behind for hundreds of nodes, the node-lifecycle
+controller marked them unreachable (taint ``node.kubernetes.io/unreachable:NoSchedule``), and every
+DaemonSet dropped them: desiredNumberScheduled 1000 -> 541, numberMisscheduled up to 477, their
+pods deleted and re-created when the leases caught up. That was the "first peer at 1000 nodes
+stalls" of earlier full-size runs (docs/benchmarks.md); real kubelets renew their own leases, so
+the bench gives fake nodes 10 minutes before they count as gone."""
 LATENCY_LABEL = "bench.intel.com/latency"
 NODE_DEVICES = {
     "gpu.intel.com/i915": "1",
@@ -184,6 +192,15 @@ def log_level_of(daemonset: dict[str, Any]) -> int | None:
     return None
 
 
+def node_ready(node: dict[str, Any]) -> bool:
+    """Ready and not tainted unreachable or not-ready (what DaemonSets schedule onto)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = (node.get("spec") or {}).get("taints") or []
+    gone = {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}
+    return ready and not any(t.get("key") in gone for t in taints)
+
+
 def rotate(items: Sequence[impls.Implementation], shift: int) -> list[impls.Implementation]:
     shift %= max(len(items), 1)
     return list(items[shift:]) + list(items[:shift])
@@ -201,7 +218,10 @@ class Bench:
         self.size = size
         self.directory = directory
         self.cluster = lc_cluster.Cluster(
-            directory / "cluster", echo=say, controller_manager_gates=CONTROLLER_MANAGER_GATES
+            directory / "cluster",
+            echo=say,
+            controller_manager_gates=CONTROLLER_MANAGER_GATES,
+            controller_manager_args=CONTROLLER_MANAGER_ARGS,
         )
         self.implementations = list(implementations)
         self.api: kube.Api | None = None
@@ -353,6 +373,11 @@ class Bench:
 
     async def count_nodes(self) -> int:
         return await self.kapi.count("/api/v1/nodes")
+
+    async def nodes_not_ready(self) -> int:
+        """How many nodes the node-lifecycle controller would keep DaemonSet pods off now."""
+        listing = await self.kapi.get("/api/v1/nodes") or {}
+        return sum(not node_ready(item) for item in listing.get("items", []))
 
     def note(self, scenario: str, text: str) -> None:
         self.notes.setdefault(scenario, []).append(text)
@@ -623,12 +648,13 @@ async def _convergence_point(
                     except TimeoutError:
                         finished = None
                 stalled = _stalled(mirrors, resources, expected)
+                not_ready = await bench.nodes_not_ready()
                 if stalled:
                     bench.note(
                         "convergence",
                         f"{point} {impl.name} run {run}: {len(stalled)} resources not "
                         f"READY == DESIRED after {size.convergence_timeout:.0f}s, "
-                        f"e.g. {stalled[:3]}",
+                        f"e.g. {stalled[:3]}; {not_ready} nodes not Ready",
                     )
                 lags = [
                     mirrors[p].first_true[b["metadata"]["name"]]
@@ -651,6 +677,7 @@ async def _convergence_point(
                     "create_requests_s": round(created - started, 3),
                     "cpu_s": round(running.cpu_s() - cpu0, 3),
                     "rss_mib_converged": round(running.rss_mib(), 1),
+                    "nodes_not_ready": not_ready,
                 }
                 say(f"convergence {point} {impl.name} run {run}: " + _short(figures))
                 if measure_steady and run == 0 and size.steady_seconds > 0:
@@ -682,6 +709,7 @@ async def _convergence_point(
         "cpu_s",
         "rss_mib_converged",
         "rss_mib_after_steady",
+        "nodes_not_ready",
     )
     conv_records = [
         stats.record("convergence", impl, parameters, stats.median_of_runs(r, keys), runs=r)

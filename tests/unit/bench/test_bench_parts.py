@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 
 import pytest
 from bench import floor, impls, reference, scenarios
+
+from localcluster import binaries as lc_binaries
+from localcluster import cluster as lc_cluster
 
 
 def test_log_level_is_read_from_the_plugin_container_args() -> None:
@@ -152,3 +156,41 @@ def test_node_groups_give_each_resource_n_over_k_nodes_and_leave_the_rest_idle()
         for j in range(per_kind):
             assert labels.count(f"g{j}") == nodes // per_kind
         assert labels.count("idle") == 1000 - nodes
+
+
+def _node(ready: str, taints: list[str] | None = None) -> dict[str, object]:
+    return {
+        "spec": {"taints": [{"key": k, "effect": "NoSchedule"} for k in taints or []]},
+        "status": {"conditions": [{"type": "Ready", "status": ready}]},
+    }
+
+
+def test_a_node_counts_as_ready_only_when_ready_and_not_tainted_gone() -> None:
+    assert scenarios.node_ready(_node("True"))
+    assert scenarios.node_ready(_node("True", ["example.com/other"]))
+    assert not scenarios.node_ready(_node("Unknown"))
+    assert not scenarios.node_ready(_node("True", ["node.kubernetes.io/unreachable"]))
+    assert not scenarios.node_ready(_node("True", ["node.kubernetes.io/not-ready"]))
+    assert not scenarios.node_ready({})
+
+
+def test_bench_clusters_keep_fake_nodes_whose_leases_lag(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller-manager the bench starts gets the long node-monitor grace period."""
+    bench = scenarios.Bench(scenarios.SIZES["smoke"], tmp_path, [])
+    launched: dict[str, list[str]] = {}
+    cluster = bench.cluster
+    monkeypatch.setattr(cluster, "_launch", lambda state, name, argv: launched.update({name: argv}))
+    monkeypatch.setattr(cluster, "_wait", lambda *args: None)
+    found = paths_as_binaries(tmp_path)
+    state = lc_cluster.State(ports={"controller-manager": 1}, pids={})
+    cluster._start_controller_manager(found, state, timeout=1)
+    argv = launched["kube-controller-manager"]
+    assert argv[-1] == "--node-monitor-grace-period=10m"
+    assert "--feature-gates=StaleControllerConsistencyDaemonSet=false" in argv
+
+
+def paths_as_binaries(root: pathlib.Path) -> lc_binaries.Binaries:
+    paths = {f.name: root / f.name for f in dataclasses.fields(lc_binaries.Binaries)}
+    return lc_binaries.Binaries(**paths)

@@ -102,10 +102,13 @@ class Cluster:
         real_node_name: str = realnode.DEFAULT_NODE_NAME,
         real_node_labels: Mapping[str, str] | None = None,
         apiserver_args: Sequence[str] = (),
+        controller_manager_args: Sequence[str] = (),
     ):
         self.directory = directory.resolve()
         self.apiserver_args = tuple(apiserver_args)
         """Extra kube-apiserver flags, last (e.g. ``--admission-control-config-file=...``)."""
+        self.controller_manager_args = tuple(controller_manager_args)
+        """Extra kube-controller-manager flags, last (e.g. ``--node-monitor-grace-period=10m``)."""
         self._echo = echo or (lambda message: None)
         self.controller_manager_gates = dict(controller_manager_gates or {})
         """Feature gates of kube-controller-manager, e.g. ``{"StaleControllerConsistencyDaemonSet":
@@ -645,6 +648,7 @@ class Cluster:
                 "--concurrent-gc-syncs=20",
                 "--v=1",
                 *self._feature_gates_flag(self.controller_manager_gates),
+                *self.controller_manager_args,
             ],
         )
         self._wait(state, "kube-controller-manager", lambda: http.healthz(port), timeout)
