@@ -34,10 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pydantic
-
 from deviceplugin_operator import devices, settings
-from deviceplugin_operator.api import meta, plugin
+from deviceplugin_operator.api import plugin
 from deviceplugin_operator.controller import cache, events, informer
 from deviceplugin_operator.kube import client, errors, objects, resources
 from deviceplugin_operator.reconcile import daemonset, drift, images, status, validation
@@ -132,10 +130,9 @@ class Reconciler:
         self.status_interval = status_interval
         """Seconds between two status writes of one resource (``STATUS_INTERVAL``)."""
         self.monotonic = monotonic
-        self._status_due: dict[str, float] = {}
-        """Per resource: the ``monotonic`` time before which its status is not written again
-        (set by a status write, and by a DaemonSet write: the status it leaves is about to
-        change with the DaemonSet controller's answer)."""
+        self._tracked: dict[str, _Tracked] = {}
+        """What the reconciles of each resource keep for the next one (``_Tracked``):
+        forgotten at once when the resource is gone."""
         self.nodes_unreadable: str | None = None
         """Why nodes cannot be read (set before the workers start, e.g. RBAC without them):
         statuses then carry no devices and ``DevicesAdvertised`` is Unknown."""
@@ -149,21 +146,12 @@ class Reconciler:
         self.resource = resources.Resource.of(
             plugin.API_VERSION, kind.kind, kind.plural, namespaced=False
         )
-        self._renderings: dict[str, _Rendering] = {}
-        """Per resource: the rendering of its current spec (``_rendering``)."""
-        self._matched: dict[str, tuple[objects.JsonObject, tuple[Any, ...]]] = {}
-        """Per resource: the desired DaemonSet its live one was last found to match, and the
-        live one's ``_match_key`` then (``_apply``)."""
-        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
-        """Per resource: the resourceVersion the cache held when its status was last written,
-        and that status. Until the cache moves past that version it cannot show the write,
-        and the same status is not written again."""
-        self._echoes: dict[str, dict[str, str]] = {}
-        """Per resource: the objects its last reconcile wrote (``<namespace>/<name>`` of a
-        DaemonSet, the resource's own name for its status) and the resourceVersion each write
-        returned, kept only when that version holds nothing but the write on top of what the
-        reconcile read: a create has nothing before it, an update is conditional on the version
-        read, a status patch is not and is checked (``_beside_status``). See ``is_echo``."""
+
+    def _track(self, name: str) -> _Tracked:
+        tracked = self._tracked.get(name)
+        if tracked is None:
+            tracked = self._tracked[name] = _Tracked()
+        return tracked
 
     def is_echo(self, resource: str, key: str, obj: objects.JsonObject) -> bool:
         """Whether ``obj`` is exactly what the last reconcile of ``resource`` wrote as ``key``.
@@ -176,15 +164,15 @@ class Reconciler:
         see is never registered, or those changes would be lost with the echo.
         """
         version = objects.resource_version(obj)
-        written = self._echoes.get(resource)
-        if version and written is not None and written.get(key) == version:
-            del written[key]
+        tracked = self._tracked.get(resource)
+        if version and tracked is not None and tracked.echoes.get(key) == version:
+            del tracked.echoes[key]
             return True
         return False
 
     def _wrote(self, resource: str, key: str, obj: objects.JsonObject) -> None:
         if version := objects.resource_version(obj):
-            self._echoes.setdefault(resource, {})[key] = version
+            self._track(resource).echoes[key] = version
 
     # Mapping events of owned objects to resource names -----------------------------------
     def owner_of_daemonset(self, obj: objects.JsonObject) -> str | None:
@@ -217,15 +205,13 @@ class Reconciler:
 
         Raises ``errors.KubeError`` for failures worth a rate-limited retry.
         """
-        self._echoes.pop(name, None)
         resource = self.caches.plugins.get(name)
         if resource is None:
-            self._written.pop(name, None)
-            self._status_due.pop(name, None)
-            self._renderings.pop(name, None)
-            self._matched.pop(name, None)
+            self._tracked.pop(name, None)
             await self._delete_orphans(name)
             return None
+        if (tracked := self._tracked.get(name)) is not None:
+            tracked.echoes.clear()
         if objects.metadata(resource).get("deletionTimestamp"):
             # Going: the garbage collector removes its DaemonSet through the owner reference.
             return None
@@ -286,7 +272,7 @@ class Reconciler:
         DaemonSet status change reconciles the resource again, with the same spec (parsing,
         image policy, validation and rendering took a third of a reconcile's time)."""
         source = resource.get("spec")
-        known = self._renderings.get(name)
+        known = self._track(name).rendering
         if known is not None and known.uid == uid and known.source == source:
             return known
         rendering = _Rendering(uid=uid, source=copy.deepcopy(source))
@@ -306,7 +292,7 @@ class Reconciler:
             rendering.refusal = invalid.message
         except daemonset.RenderError as error:
             rendering.render_error = str(error)
-        self._renderings[name] = rendering
+        self._track(name).rendering = rendering
         return rendering
 
     async def _missing_config_map(self, spec: Any) -> str | None:
@@ -377,12 +363,13 @@ class Reconciler:
             )
             return created, None
 
-        matched = self._matched.get(objects.name(resource))
+        tracked = self._track(objects.name(resource))
+        matched = tracked.matched
         if matched is not None and matched[0] is desired and matched[1] == _match_key(primary):
             return primary, None
         wanted = drift.with_rendered_lists(_retarget(desired, primary))
         if drift.matches(wanted, primary):
-            self._matched[objects.name(resource)] = (desired, _match_key(primary))
+            tracked.matched = (desired, _match_key(primary))
             return primary, None
         adopted = (
             objects.labels(primary).get("app.kubernetes.io/managed-by") != daemonset.MANAGED_BY
@@ -490,21 +477,21 @@ class Reconciler:
     ) -> float | None:
         """Patch the status when it changed; seconds until it must be looked at again
         (a node without devices whose grace period ends), if any."""
+        name = objects.name(resource)
+        tracked = self._track(name)
         previous_raw = resource.get("status") or {}
-        previous = _conditions(previous_raw.get("conditions"))
         pods = [] if current is None else self.caches.pods.by_index(POD_OWNER, objects.uid(current))
         nodes = {
             name: node
             for name in {where for pod in pods for where in pod_node(pod)}
             if (node := self.caches.nodes.get(name)) is not None
         }
-        now = self.clock()
-        observed = status.observed_status(
+        observed = status.observe(
             current,
             pods,
             generation=int(objects.metadata(resource).get("generation", 0)),
-            now=now,
-            previous=previous,
+            now=self.clock(),
+            prior=tracked.prior(previous_raw.get("conditions")),
             name_conflict=name_conflict,
             render_error=render_error,
             invalid_spec=invalid_spec,
@@ -514,48 +501,35 @@ class Reconciler:
             devices_grace=self.devices_grace,
             nodes_unreadable=self.nodes_unreadable,
         )
-        recheck = (
-            None
-            if self.nodes_unreadable
-            else status.devices_recheck(
-                current,
-                pods,
-                nodes=nodes,
-                domain=self.kind.resource_domain,
-                now=now,
-                devices_grace=self.devices_grace,
-            )
-        )
-        wanted = observed.model_dump(mode="json", by_alias=True, exclude_none=True)
+        recheck = observed.recheck
+        wanted = observed.status
         kept = _without(wanted, self._dropped)
-        name = objects.name(resource)
         version = objects.resource_version(resource)
-        last = self._written.get(name)
+        last = tracked.written
         if last is not None and last[0] != version:
             # The cache moved past the version we last wrote from: it shows that write.
-            del self._written[name]
-            last = None
+            tracked.written = last = None
         # While the cache is still at that version, what the server has is what we wrote
         # then (the reconcile after a create, woken by the DaemonSet's ADDED event, or one
         # woken by a pod event before our own status write came back).
         server = previous_raw if last is None else last[1]
         if _same_status(server, kept) and not self._schema_recheck_due():
             return recheck
-        wait = self._status_due.get(name, 0.0) - self.monotonic()
+        wait = tracked.status_due - self.monotonic()
         if wait > 0 and not _turns_true(server, kept, URGENT_CONDITIONS):
             return wait if recheck is None else min(wait, recheck)
         patch = _merge_patch(server, wanted)
         try:
             written = await self.kube.patch_status(self.resource, name, {"status": patch})
         except errors.NotFound:
-            self._written.pop(name, None)
+            tracked.written = None
             return None
         # Every patch carries the whole status: what it returns shows which fields the CRD
         # keeps, so an upgraded CRD is noticed with the next status change.
         self._hold_status(name)
         dropped = frozenset(key for key in wanted if key not in (written.get("status") or {}))
         self._schema_seen(resource, dropped)
-        self._written[name] = (version, _without(wanted, dropped))
+        tracked.written = (version, _without(wanted, dropped))
         if _beside_status(written) == _beside_status(resource):
             # Only an exact echo: an unconditional merge patch also lands on changes the
             # cache did not show yet (a spec change while its watch was down), and the version
@@ -564,7 +538,7 @@ class Reconciler:
         return recheck
 
     def _hold_status(self, name: str) -> None:
-        self._status_due[name] = self.monotonic() + self.status_interval
+        self._track(name).status_due = self.monotonic() + self.status_interval
 
     def _schema_recheck_due(self) -> bool:
         """Whether this status patch should carry the dropped fields to see if they stay
@@ -633,6 +607,44 @@ DAEMON_SETS = resources.DAEMON_SETS
 
 
 @dataclasses.dataclass
+class _Tracked:
+    """What the reconciles of one resource keep for the next one."""
+
+    status_due: float = 0.0
+    """The ``monotonic`` time before which its status is not written again (set by a status
+    write, and by a DaemonSet write: the status it leaves is about to change with the
+    DaemonSet controller's answer)."""
+    rendering: _Rendering | None = None
+    """The rendering of its current spec (``_rendering``)."""
+    matched: tuple[objects.JsonObject, tuple[Any, ...]] | None = None
+    """The desired DaemonSet its live one was last found to match, and the live one's
+    ``_match_key`` then (``_apply``)."""
+    written: tuple[str, dict[str, Any]] | None = None
+    """The resourceVersion the cache held when its status was last written, and that status.
+    Until the cache moves past that version it cannot show the write, and the same status is
+    not written again."""
+    echoes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The objects its last reconcile wrote (``<namespace>/<name>`` of a DaemonSet, the
+    resource's own name for its status) and the resourceVersion each write returned, kept
+    only when that version holds nothing but the write on top of what the reconcile read: a
+    create has nothing before it, an update is conditional on the version read, a status patch
+    is not and is checked (``_beside_status``). See ``Reconciler.is_echo``."""
+    conditions: tuple[Any, dict[str, status.Prior]] = (None, {})
+    """The stored ``status.conditions`` last read, and what ``status.prior_conditions`` made
+    of them."""
+
+    def prior(self, raw: Any) -> dict[str, status.Prior]:
+        """``status.prior_conditions(raw)``, validated again only when ``raw`` changed: most
+        reconciles read the conditions the previous one did (cached objects are never
+        changed in place, so the same object is the same value)."""
+        known, prior = self.conditions
+        if raw is not known and raw != known:
+            prior = status.prior_conditions(raw)
+            self.conditions = (raw, prior)
+        return prior
+
+
+@dataclasses.dataclass
 class _Rendering:
     """The outcome of rendering one spec of one resource: a DaemonSet, or why there is none."""
 
@@ -689,18 +701,6 @@ def _refused_message(error: errors.ApiError) -> str:
         f"The API server refused the rendered DaemonSet: {detail}: fix the named field "
         "(spec.nodeSelector, spec.tolerations, ...) in the resource"
     )
-
-
-def _conditions(raw: Any) -> list[meta.Condition]:
-    """The stored conditions that parse as conditions (one validation each; others are
-    dropped and rewritten)."""
-    parsed = []
-    for item in raw if isinstance(raw, list) else ():
-        try:
-            parsed.append(meta.Condition.model_validate(item))
-        except pydantic.ValidationError:
-            continue
-    return parsed
 
 
 def _turns_true(server: dict[str, Any], wanted: dict[str, Any], types: frozenset[str]) -> bool:

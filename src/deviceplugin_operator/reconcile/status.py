@@ -36,6 +36,8 @@ import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+import pydantic
+
 from deviceplugin_operator.api import meta, plugin
 
 READY = "Ready"
@@ -77,12 +79,85 @@ def observed_status(
     devices_grace: datetime.timedelta = DEVICES_GRACE,
     nodes_unreadable: str | None = None,
 ) -> plugin.DevicePluginStatus:
-    """The status of a resource at ``generation``.
+    """The status of a resource at ``generation`` (``observe``'s, as the API model)."""
+    observation = observe(
+        daemonset,
+        pods,
+        generation=generation,
+        now=now,
+        prior={
+            condition.type: Prior(condition.status, _wire_time(condition.last_transition_time))
+            for condition in previous
+        },
+        name_conflict=name_conflict,
+        render_error=render_error,
+        invalid_spec=invalid_spec,
+        overlap=overlap,
+        nodes=nodes,
+        domain=domain,
+        devices_grace=devices_grace,
+        nodes_unreadable=nodes_unreadable,
+    )
+    return plugin.DevicePluginStatus.model_validate(observation.status)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """What the status of a resource reads of one of its stored conditions."""
+
+    status: str
+    last_transition_time: str
+    """In its wire form (as ``meta.Condition`` writes it)."""
+
+
+def prior_conditions(raw: Any) -> dict[str, Prior]:
+    """The stored ``status.conditions`` ``raw`` that parse as conditions, by type (the last of
+    a type wins); others are dropped, and rewritten by the next status."""
+    found = {}
+    for item in raw if isinstance(raw, list) else ():
+        try:
+            condition = meta.Condition.model_validate(item)
+        except pydantic.ValidationError:
+            continue
+        found[condition.type] = Prior(condition.status, _wire_time(condition.last_transition_time))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """A resource's status in its wire form, and when to look at it again."""
+
+    status: dict[str, Any]
+    """camelCase keys, no None values: ``plugin.DevicePluginStatus.wire()`` of it."""
+    recheck: float | None
+    """Seconds until a node without devices leaves its grace period (``devices_recheck``)."""
+
+
+def observe(
+    daemonset: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    generation: int,
+    now: datetime.datetime,
+    prior: Mapping[str, Prior] | None = None,
+    name_conflict: str | None = None,
+    render_error: str | None = None,
+    invalid_spec: str | None = None,
+    overlap: str | None = None,
+    nodes: Mapping[str, Mapping[str, Any]] | None = None,
+    domain: str = "",
+    devices_grace: datetime.timedelta = DEVICES_GRACE,
+    nodes_unreadable: str | None = None,
+) -> Observation:
+    """The status of a resource at ``generation``, built as plain data: on the reconciler's
+    path, validating and dumping the API model each time was a sixth of a reconcile, for
+    values whose types and limits are set here (messages are cut to the condition's limit).
 
     ``daemonset`` is the resource's DaemonSet (None if there is none), ``pods`` may include pods
     of other DaemonSets (all DaemonSets of a kind share the ``app`` label): only those this
-    DaemonSet controls count. ``previous`` are the conditions currently in the status, whose
-    ``lastTransitionTime`` is kept while their status stays the same. ``name_conflict`` and
+    DaemonSet controls count. ``prior`` are the conditions currently in the status by type
+    (``prior_conditions``), whose ``lastTransitionTime`` is kept while their status stays the
+    same. ``name_conflict`` and
     ``render_error`` are messages for the caller's failures, None when there were none, as is
     ``invalid_spec`` (the validating webhook's denial of the stored spec);
     ``overlap`` says where another resource of the kind runs a plugin on the same nodes. ``now``
@@ -123,21 +198,24 @@ def observed_status(
         _degraded(live, name_conflict, invalid_spec, render_error, overlap, now=now),
         found.condition,
     ]
-    by_type = {condition.type: condition for condition in previous}
-    conditions = [
-        _transitioned(condition, by_type.get(condition[0]), generation=generation, now=now)
+    prior = prior or {}
+    transition = _wire_time(now)
+    wire: dict[str, Any] = {}
+    if daemonset is not None:
+        wire["controlledDaemonSet"] = _reference(daemonset)
+    if node_names:
+        wire["nodeNames"] = node_names
+    wire["desiredNumberScheduled"] = desired
+    wire["numberReady"] = ready
+    wire["observedGeneration"] = generation
+    wire["conditions"] = [
+        _transitioned(condition, prior.get(condition[0]), generation=generation, now=transition)
         for condition in fresh
     ]
-    return plugin.DevicePluginStatus(
-        controlled_daemon_set=None if daemonset is None else _reference(daemonset),
-        desired_number_scheduled=desired,
-        number_ready=ready,
-        node_names=node_names or None,
-        observed_generation=generation,
-        conditions=conditions,
-        devices=found.devices,
-        device_totals=None if found.devices is None else _totals(found.devices),
-    )
+    if found.devices is not None:
+        wire["devices"] = found.devices
+        wire["deviceTotals"] = _totals(found.devices)
+    return Observation(status=wire, recheck=found.recheck)
 
 
 def devices_recheck(
@@ -157,7 +235,8 @@ def devices_recheck(
 
 @dataclasses.dataclass(frozen=True)
 class _Advertised:
-    devices: list[plugin.AdvertisedDevice] | None
+    devices: list[dict[str, Any]] | None
+    """``plugin.AdvertisedDevice`` wire forms."""
     condition: _Fresh
     recheck: float | None
 
@@ -182,7 +261,7 @@ def _advertised(
         for resource, count in allocatable:
             sums.setdefault(resource, [0, 0, 0])[1] += count
     devices = [
-        plugin.AdvertisedDevice(resource=resource, capacity=c, allocatable=a, nodes=n)
+        {"resource": resource, "capacity": c, "allocatable": a, "nodes": n}
         for resource, (c, a, n) in sorted(sums.items())
     ]
 
@@ -256,10 +335,10 @@ def _duration(span: datetime.timedelta) -> str:
     return text or "0s"
 
 
-def _totals(devices: Sequence[plugin.AdvertisedDevice]) -> str:
+def _totals(devices: Sequence[Mapping[str, Any]]) -> str:
     if not devices:
         return "none"
-    parts = [f"{d.resource.partition('/')[2]}={d.allocatable}" for d in devices]
+    parts = [f"{d['resource'].partition('/')[2]}={d['allocatable']}" for d in devices]
     if len(parts) > _TOTALS_NAMED:
         parts = [*parts[:_TOTALS_NAMED], f"+{len(parts) - _TOTALS_NAMED} more"]
     return ", ".join(parts)
@@ -496,21 +575,32 @@ def _container_problem(
 
 def _transitioned(
     fresh: _Fresh,
-    before: meta.Condition | None,
+    before: Prior | None,
     *,
     generation: int,
-    now: datetime.datetime,
-) -> meta.Condition:
+    now: str,
+) -> dict[str, Any]:
+    """The wire form of a ``meta.Condition``; ``now`` is in wire form too."""
     condition_type, status, reason, message = fresh
     unchanged = before is not None and before.status == status
-    return meta.Condition(
-        type=condition_type,
-        status=status,
-        observed_generation=generation,
-        last_transition_time=before.last_transition_time if before and unchanged else now,
-        reason=reason,
-        message=message[:_MESSAGE_MAX],
-    )
+    return {
+        "type": condition_type,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": before.last_transition_time if before and unchanged else now,
+        "reason": reason,
+        "message": message[:_MESSAGE_MAX],
+    }
+
+
+@functools.cache
+def _times() -> pydantic.TypeAdapter[datetime.datetime]:
+    return pydantic.TypeAdapter(datetime.datetime)
+
+
+def _wire_time(moment: datetime.datetime) -> str:
+    """``moment`` as a condition's ``lastTransitionTime`` is written (pydantic's JSON form)."""
+    return str(_times().dump_python(moment, mode="json"))
 
 
 def pod_essentials(pod: dict[str, Any]) -> dict[str, Any]:
@@ -626,15 +716,14 @@ def _node_name(pod: Mapping[str, Any]) -> str:
     return str((pod.get("spec") or {}).get("nodeName") or "")
 
 
-def _reference(daemonset: Mapping[str, Any]) -> meta.ObjectReference:
+def _reference(daemonset: Mapping[str, Any]) -> dict[str, Any]:
+    """The wire form of the ``meta.ObjectReference`` to ``daemonset``."""
     ds_meta = daemonset.get("metadata", {})
-    return meta.ObjectReference(
-        api_version="apps/v1",
-        kind="DaemonSet",
-        name=ds_meta.get("name"),
-        namespace=ds_meta.get("namespace"),
-        uid=ds_meta.get("uid"),
-    )
+    reference = {"apiVersion": "apps/v1", "kind": "DaemonSet"}
+    for key in ("name", "namespace", "uid"):
+        if (value := ds_meta.get(key)) is not None:
+            reference[key] = value
+    return reference
 
 
 def _timestamp(text: str | None) -> datetime.datetime | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deviceplugin_operator.api import meta
+from deviceplugin_operator.api import meta, plugin
 from deviceplugin_operator.reconcile import status
 
 NOW = datetime.datetime(2026, 7, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)
@@ -409,3 +409,112 @@ def test_pod_essentials_keep_everything_the_status_reads(base: dict[str, Any]) -
         ).model_dump()
 
     assert observed([trimmed]) == observed([full])
+
+
+def test_observe_builds_exactly_the_wire_form_of_the_api_model() -> None:
+    """The reconciler writes ``observe``'s plain data: it must be what validating and dumping
+    ``plugin.DevicePluginStatus`` gives, field for field (times included)."""
+    stored = [
+        # Kept (same status): the time is rewritten as the model writes it, in UTC with Z.
+        {
+            "type": "Ready",
+            "status": "True",
+            "lastTransitionTime": "2026-06-30T08:00:00+00:00",
+            "reason": "PodsReady",
+            "message": "m",
+        },
+        # Another offset is kept as an offset, as the model does.
+        {
+            "type": "Progressing",
+            "status": "False",
+            "lastTransitionTime": "2026-06-30T10:00:00+02:00",
+            "reason": "RolloutComplete",
+            "message": "m",
+        },
+        {
+            "type": "Degraded",
+            "status": "True",
+            "lastTransitionTime": "2026-06-30T08:00:00Z",
+            "reason": "Whatever",
+            "message": "m",
+        },
+    ]
+    node = {
+        "metadata": {"name": "node-a"},
+        "status": {
+            "capacity": {"gpu.intel.com/i915": "2"},
+            "allocatable": {"gpu.intel.com/i915": "1"},
+        },
+    }
+    ready_pod = pod("a", "node-a")
+    ready_pod["status"]["conditions"] = [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-06-30T08:00:00Z"}
+    ]
+    observation = status.observe(
+        daemonset(),
+        [ready_pod, pod("b", "node-b", waiting="ImagePullBackOff")],
+        generation=2,
+        now=NOW,
+        prior=status.prior_conditions(stored),
+        nodes={"node-a": node},
+        domain="gpu.intel.com",
+    )
+    wire = observation.status
+    assert plugin.DevicePluginStatus.model_validate(wire).wire() == wire
+    by_type = {c["type"]: c for c in wire["conditions"]}
+    assert by_type["Ready"]["lastTransitionTime"] == "2026-06-30T08:00:00Z"
+    assert by_type["Progressing"]["lastTransitionTime"] == "2026-06-30T10:00:00+02:00"
+    assert by_type["Degraded"]["lastTransitionTime"] == "2026-06-30T08:00:00Z"
+    assert by_type["DevicesAdvertised"]["lastTransitionTime"] == "2026-07-01T12:00:00Z"
+    assert wire["devices"] == [
+        {"resource": "gpu.intel.com/i915", "capacity": 2, "allocatable": 1, "nodes": 1}
+    ]
+    assert wire["controlledDaemonSet"] == {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "name": "intel-gpu-plugin-x",
+        "namespace": "kube-system",
+        "uid": DS_UID,
+    }
+    legacy = status.observed_status(
+        daemonset(),
+        [ready_pod, pod("b", "node-b", waiting="ImagePullBackOff")],
+        generation=2,
+        now=NOW,
+        previous=[meta.Condition.model_validate(c) for c in stored],
+        nodes={"node-a": node},
+        domain="gpu.intel.com",
+    )
+    assert legacy.wire() == wire
+
+
+def test_prior_conditions_drop_what_is_not_a_condition_and_keep_the_last_of_a_type() -> None:
+    prior = status.prior_conditions(
+        [
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "reason": "A",
+                "message": "",
+            },
+            {
+                "type": "Ready",
+                "status": "False",
+                "lastTransitionTime": "2026-01-02T00:00:00Z",
+                "reason": "B",
+                "message": "",
+            },
+            {
+                "type": "Degraded",
+                "status": "Maybe",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "reason": "C",
+                "message": "",
+            },
+            "not a condition",
+        ]
+    )
+    assert prior == {"Ready": status.Prior("False", "2026-01-02T00:00:00Z")}
+    assert status.prior_conditions(None) == {}
+    assert status.prior_conditions({"type": "Ready"}) == {}
