@@ -351,6 +351,11 @@ class AdmissionServer:
             (kind.name for kind in kinds), pod_failure_policy=pod_failure_policy
         )
         self._by_path = {webhook.path: webhook for webhook in self.webhooks}
+        # (group, kind) of what each path admits, worked out once (not per review).
+        self._admits = {
+            webhook.path: (webhook.kind.resource.group, webhook.kind.kind)
+            for webhook in self.webhooks
+        }
         self.context_provider = context_provider or _no_context
         self.fpga_mappings = fpga_mappings if fpga_mappings is not None else fpga.Mappings()
         self.fpga_loaded = fpga_loaded or (lambda: True)
@@ -471,7 +476,9 @@ class AdmissionServer:
         finally:
             # Held until answered: the parsed review, not the body, is what takes the memory.
             self._budget.give_back(length)
-        return web.json_response(review.envelope(response))
+        return web.Response(
+            body=review.body_of(response), content_type="application/json", charset="utf-8"
+        )
 
     async def _in_worker(self, function: Callable[..., T], *args: Any) -> T:
         if self._workers is None:
@@ -512,12 +519,12 @@ class AdmissionServer:
 
     # Verbs -----------------------------------------------------------------------------
 
-    @staticmethod
     def _resource_under_review(
-        webhook: endpoints.Webhook, request: review.AdmissionRequest
+        self, webhook: endpoints.Webhook, request: review.AdmissionRequest
     ) -> devices.DeviceKind[Any]:
         kind = webhook.kind
-        if (request.kind.group, request.kind.kind) != (kind.resource.group, kind.kind):
+        admits = self._admits.get(webhook.path) or (kind.resource.group, kind.kind)
+        if (request.kind.group, request.kind.kind) != admits:
             raise errors.Rejected(
                 f'unexpected kind "{request.kind}": this webhook admits '
                 f"{kind.resource.api_version} {kind.kind}",

@@ -547,7 +547,7 @@ def fpga_server() -> server.AdmissionServer:
 async def answer(admission: server.AdmissionServer, **request: Any) -> review.AdmissionResponse:
     webhook = next(w for w in admission.webhooks if w.verb is endpoints.Verb.MUTATE_FPGA_POD)
     fields = {"uid": "u", "operation": "CREATE", "namespace": NS, **request}
-    return await admission.answer(webhook, review.AdmissionRequest.model_validate(fields))
+    return await admission.answer(webhook, review.read_request(fields))
 
 
 async def test_m1_a_request_for_another_resource_is_denied(

@@ -102,6 +102,160 @@ def test_any_json_is_a_request_or_malformed(document: dict[str, Any]) -> None:
         review.parse(body(document))
 
 
+# Reviews are read directly when their fields have the expected types, else by the schema:
+# both must give the same request, and the schema's message for anything it refuses.
+
+
+def schema_verdict(raw: bytes) -> review.AdmissionRequest | str:
+    """What the schema alone makes of a body (how every review was read before)."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    if not isinstance(document, dict):
+        return "not an object"
+    try:
+        return review._validated(document)
+    except errors.MalformedReview as malformed:
+        return str(malformed)
+
+
+def verdict(raw: bytes) -> review.AdmissionRequest | str:
+    try:
+        return review.parse(raw)
+    except errors.MalformedReview as malformed:
+        message = str(malformed)
+        if message.startswith("the body is not JSON"):
+            return "not JSON"
+        if message == "the body is not a JSON object":
+            return "not an object"
+        return message
+
+
+field_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-2, 2)
+    | st.sampled_from(["", "u", "CREATE", "true", "no", "1"])
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(
+        st.sampled_from(["group", "version", "kind", "resource", "x"]),
+        st.none() | st.integers(0, 1) | st.sampled_from(["", "apps", "v1", "Pod"]),
+        max_size=4,
+    )
+)
+request_fields = st.dictionaries(
+    st.sampled_from(
+        [
+            "uid",
+            "kind",
+            "resource",
+            "subResource",
+            "name",
+            "namespace",
+            "operation",
+            "object",
+            "oldObject",
+            "dryRun",
+            "userInfo",
+            "options",
+            "sub_resource",
+            "old_object",
+            "dry_run",
+        ]
+    ),
+    field_values,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    top=st.dictionaries(
+        st.sampled_from(["apiVersion", "kind", "api_version"]),
+        st.none() | st.integers(0, 1) | st.sampled_from([review.API_VERSION, review.KIND, "v1"]),
+    ),
+    fields=request_fields | st.builds(lambda f: {**f, "uid": "u"}, request_fields),
+)
+def test_direct_reading_and_the_schema_agree(top: dict[str, Any], fields: dict[str, Any]) -> None:
+    raw = body({**top, "request": fields})
+    assert verdict(raw) == schema_verdict(raw)
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "DELETE", "CONNECT"])
+@pytest.mark.parametrize("dry_run", [True, False, None, "absent"])
+def test_operation_dry_run_and_both_objects_are_read(operation: str, dry_run: Any) -> None:
+    fields = {**REQUEST, "operation": operation, "dryRun": dry_run}
+    if dry_run == "absent":
+        del fields["dryRun"]
+    if operation == "DELETE":
+        fields["object"] = None
+    raw = body({"apiVersion": review.API_VERSION, "kind": review.KIND, "request": fields})
+    request = review.parse(raw)
+    assert request == schema_verdict(raw)
+    assert request.operation == operation
+    assert request.dry_run is (None if dry_run == "absent" else dry_run)
+    assert request.old_object == {"spec": {}}
+    assert request.object == (None if operation == "DELETE" else {"spec": {"image": "x"}})
+    assert request.sub_resource == request.namespace == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"uid": "u", "dryRun": 1}, None),  # the schema's lax bool: True
+        ({"uid": "u", "dryRun": "maybe"}, "request.dryRun: Input should be a valid boolean"),
+        ({"uid": "u", "kind": None}, "request.kind: Input should be a valid dictionary"),
+        ({"uid": "u", "kind": {"group": 5}}, "request.kind.group: Input should be a valid str"),
+        ({"uid": "u", "name": ["a"]}, "request.name: Input should be a valid string"),
+        ({"uid": "u", "old_object": {"a": 1}}, None),  # a snake_case name, as the schema took it
+    ],
+)
+def test_fields_of_other_types_get_the_schemas_verdict(
+    fields: dict[str, Any], message: str | None
+) -> None:
+    raw = body({"request": fields})
+    if message is None:
+        assert review.parse(raw) == schema_verdict(raw)
+    else:
+        with pytest.raises(errors.MalformedReview) as raised:
+            review.parse(raw)
+        assert str(raised.value).startswith(message)
+        assert str(raised.value) == schema_verdict(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # What the fast parser refuses and json reads: a lone surrogate, a byte order mark,
+        # an object nested deeper than 200 levels.
+        b'{"request": {"uid": "u", "object": {"a": "\\ud800"}}}',
+        b'{"request": {"uid": "\\ud800"}}',
+        '{"request": {"uid": "u"}}'.encode("utf-8-sig"),
+        b'{"request": {"uid": "u", "object": ' + b"[" * 300 + b"]" * 300 + b"}}",
+        # Over FAST_JSON: json reads it.
+        body({"request": {**REQUEST, "object": {"a": "x" * review.FAST_JSON}}}),
+        body({"request": {**REQUEST, "dryRun": 1, "object": {"a": "x" * review.FAST_JSON}}}),
+    ],
+)
+def test_bodies_only_json_reads_are_read_as_json_reads_them(raw: bytes) -> None:
+    assert verdict(raw) == schema_verdict(raw)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        review.allowed("u"),
+        review.allowed('u"\\\u2028é'),
+        review.allowed("u", [review.add("/a", 1)], ["w"]),
+        review.allowed("u", warnings=["only a warning"]),
+        review.denied("u", "invalid resource: x"),
+        review.errored("u", 500, "oops"),
+    ],
+)
+def test_the_answer_body_is_the_envelope(response: review.AdmissionResponse) -> None:
+    assert json.loads(review.body_of(response)) == review.envelope(response)
+
+
 def test_allowed_answers_carry_a_base64_json_patch_and_warnings() -> None:
     patch = [review.add("/spec/image", "intel/intel-gpu-plugin:0.36.0")]
     answer = review.envelope(review.allowed("u", patch, ["look out"]))

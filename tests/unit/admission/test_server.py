@@ -408,7 +408,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 requests = st.builds(
-    review.AdmissionRequest.model_validate,
+    review.read_request,
     st.fixed_dictionaries(
         {"uid": st.just("u")},
         optional={
