@@ -28,6 +28,7 @@ from deviceplugin_operator import devices
 from deviceplugin_operator.admission import endpoints, fpga, review, rules, server
 from deviceplugin_operator.api import fpga as fpga_api
 from deviceplugin_operator.api import meta
+from polling import eventually_async
 
 KINDS = devices.KINDS
 GPU = KINDS["gpu"]
@@ -718,5 +719,90 @@ async def test_small_reviews_stay_on_the_loop_and_large_ones_go_to_the_workers()
         assert response["allowed"] is True
         assert "patch" in response
         assert admission.handed_off == ["parse", "mutate", "allowed"]
+    finally:
+        await client.close()
+
+
+# Deadlines only where a request can wait ---------------------------------------------------
+
+
+async def send_head(
+    port: int, length: int, part: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A request to the GPU validation path that announces ``length`` bytes of body and sends
+    only ``part`` of it; its connection (a writer collected would close it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {GPU.validate_path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n".encode()
+        + part
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def status_of(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> int:
+    reader, writer = connection
+    line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    return int(line.split()[1])
+
+
+async def test_a_body_not_sent_in_time_is_503_and_a_whole_one_is_answered() -> None:
+    client = await client_for(server.AdmissionServer([GPU], read_timeout=0.2))
+    try:
+        port = client.server.port
+        assert port is not None
+        review_body = json.dumps(plugin_review(GPU, {"image": GPU.default_image})).encode()
+        stalled = await send_head(port, len(review_body), review_body[:10])
+        assert await status_of(stalled) == 503
+        whole = await send_head(port, len(review_body), review_body)
+        assert await status_of(whole) == 200
+    finally:
+        await client.close()
+
+
+async def test_a_review_waits_for_the_body_budget_until_its_deadline() -> None:
+    async def slow(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
+        await asyncio.sleep(60)
+        raise AssertionError("not reached")
+
+    admission = server.AdmissionServer(
+        [GPU],
+        max_body=1000,
+        body_budget=1000,
+        read_timeout=0.3,
+        context_provider=slow,
+        context_timeout=1.0,
+    )
+    client = await client_for(admission)
+
+    async def holding(bytes_held: int) -> None:
+        async def held() -> bool:
+            return admission._budget.held >= bytes_held
+
+        await eventually_async(held, timeout=5, interval=0.01, what="the budget held")
+
+    try:
+        port = client.server.port
+        assert port is not None
+        review_body = json.dumps(plugin_review(GPU, {"image": GPU.default_image})).encode()
+        padded = review_body + b" " * (800 - len(review_body))
+        # The first holds 800 of the 1000 bytes while it is answered (a slow lookup); the
+        # second, as large, waits for them and gets a 503 at its deadline.
+        answered = await send_head(port, 800, padded)
+        await holding(800)
+        waiting = await send_head(port, 800, padded)
+        assert await status_of(waiting) == 503
+        assert await status_of(answered) == 200
+        assert admission._budget.held == 0
+        # One whose body does not come in time gives its bytes back at its deadline, and the
+        # one waiting for them (arrived later, so a later deadline) gets them.
+        stalled = await send_head(port, 800, padded[:10])
+        await holding(800)
+        waiting = await send_head(port, 800, padded)
+        assert await status_of(stalled) == 503
+        assert await status_of(waiting) == 200
+        assert admission._budget.held == 0
     finally:
         await client.close()
