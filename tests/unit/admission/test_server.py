@@ -398,6 +398,34 @@ async def test_a_failing_or_slow_provider_loses_the_warnings_not_the_admission(
     assert "Gathering warning context timed out" in caplog.text
 
 
+async def test_a_provider_that_waits_is_followed_to_its_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Providers are run by hand up to their first wait; one that waits (several times) still
+    gives its context, or its failure, as when it was simply awaited."""
+
+    async def waiting(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+        return rules.Context(other_selectors={"other": None})
+
+    async def failing_later(kind: devices.DeviceKind[Any], obj: Mapping[str, Any]) -> rules.Context:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("lost the API server")
+
+    spec = {"image": GPU.default_image}
+    for provider, warnings in ((waiting, 1), (failing_later, 0)):
+        client = await client_for(server.AdmissionServer([GPU], context_provider=provider))
+        try:
+            response = await post(client, GPU.validate_path, plugin_review(GPU, spec))
+        finally:
+            await client.close()
+        assert response["allowed"] is True
+        assert len(response.get("warnings", [])) == warnings
+    assert "Gathering warning context failed" in caplog.text
+    assert "lost the API server" in caplog.text
+
+
 # Any request gets an answer --------------------------------------------------------------
 
 ALL_WEBHOOKS = endpoints.webhooks(KINDS)
