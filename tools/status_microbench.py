@@ -4,6 +4,8 @@ assertions): the reconciler over never-started caches and the fake client of the
 Two scenarios of one resource with its DaemonSet and ready pods on nodes with devices:
 
 * ``steady``: the stored status is what would be written: a reconcile makes no request.
+* ``ticking``: as ``steady``, but each reconcile is a second after the one before (the status
+  is computed anew each time: the reconciler keeps the last one for the same second only).
 * ``change``: each reconcile sees ``numberReady`` move and writes the status (the time in the
   fake client's patch is left out; the informers catch up with the write outside the timing).
 
@@ -93,7 +95,17 @@ def _node(index: int) -> dict[str, Any]:
     )
 
 
-async def _setup() -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
+class _Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+async def _setup(
+    clock: _Clock | None = None,
+) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
     kube = fakes.FakeKubeClient()
     stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
     cached = caches(kube)
@@ -105,7 +117,7 @@ async def _setup() -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.
         cached,
         recorder=events.Recorder(kube),
         status_interval=0,
-        clock=lambda: NOW,
+        clock=clock or _Clock(),
     )
     await rec.reconcile("a")
     (ds,) = kube.stored(resources.DAEMON_SETS)
@@ -134,6 +146,18 @@ async def _steady(rounds: int, profiler: cProfile.Profile | None) -> list[float]
     kube.reset_counts()
     times = [await _timed(rec, profiler) for _ in range(rounds)]
     assert kube.writes == 0, "the steady scenario must write nothing"
+    return times
+
+
+async def _ticking(rounds: int, profiler: cProfile.Profile | None) -> list[float]:
+    clock = _Clock()
+    kube, _, rec = await _setup(clock)
+    kube.reset_counts()
+    times = []
+    for _ in range(rounds):
+        clock.now += datetime.timedelta(seconds=1)
+        times.append(await _timed(rec, profiler))
+    assert kube.writes == 0, "the ticking scenario must write nothing"
     return times
 
 
@@ -193,7 +217,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    scenarios: tuple[tuple[str, Scenario], ...] = (("steady", _steady), ("change", _change))
+    scenarios: tuple[tuple[str, Scenario], ...] = (
+        ("steady", _steady),
+        ("ticking", _ticking),
+        ("change", _change),
+    )
     for label, scenario in scenarios:
         times = asyncio.run(scenario(args.rounds, None))
         median = statistics.median(times) * 1e6
