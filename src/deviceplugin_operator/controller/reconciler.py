@@ -486,21 +486,41 @@ class Reconciler:
             for name in {where for pod in pods for where in pod_node(pod)}
             if (node := self.caches.nodes.get(name)) is not None
         }
-        observed = status.observe(
-            current,
-            pods,
-            generation=int(objects.metadata(resource).get("generation", 0)),
-            now=self.clock(),
-            prior=tracked.prior(previous_raw.get("conditions")),
-            name_conflict=name_conflict,
-            render_error=render_error,
-            invalid_spec=invalid_spec,
-            overlap=self._overlap_message(resource, current),
+        inputs = _StatusInputs(
+            daemonset=current,
+            pods=pods,
             nodes=nodes,
-            domain=self.kind.resource_domain,
-            devices_grace=self.devices_grace,
-            nodes_unreadable=self.nodes_unreadable,
+            prior=tracked.prior(previous_raw.get("conditions")),
+            generation=int(objects.metadata(resource).get("generation", 0)),
+            messages=(
+                name_conflict,
+                render_error,
+                invalid_spec,
+                self._overlap_message(resource, current),
+                self.nodes_unreadable,
+            ),
+            second=self.clock().replace(microsecond=0),
         )
+        known = tracked.observed
+        if known is not None and known[0].same_as(inputs):
+            observed = known[1]
+        else:
+            observed = status.observe(
+                current,
+                pods,
+                generation=inputs.generation,
+                now=inputs.second,
+                prior=inputs.prior,
+                name_conflict=name_conflict,
+                render_error=render_error,
+                invalid_spec=invalid_spec,
+                overlap=inputs.messages[3],
+                nodes=nodes,
+                domain=self.kind.resource_domain,
+                devices_grace=self.devices_grace,
+                nodes_unreadable=self.nodes_unreadable,
+            )
+            tracked.observed = (inputs, observed)
         recheck = observed.recheck
         wanted = observed.status
         kept = _without(wanted, self._dropped)
@@ -629,6 +649,8 @@ class _Tracked:
     only when that version holds nothing but the write on top of what the reconcile read: a
     create has nothing before it, an update is conditional on the version read, a status patch
     is not and is checked (``_beside_status``). See ``Reconciler.is_echo``."""
+    observed: tuple[_StatusInputs, status.Observation] | None = None
+    """The status last computed, and what from (``_StatusInputs``)."""
     conditions: tuple[Any, dict[str, status.Prior]] = (None, {})
     """The stored ``status.conditions`` last read, and what ``status.prior_conditions`` made
     of them."""
@@ -642,6 +664,41 @@ class _Tracked:
             prior = status.prior_conditions(raw)
             self.conditions = (raw, prior)
         return prior
+
+
+@dataclasses.dataclass(slots=True)
+class _StatusInputs:
+    """Everything ``status.observe`` computes a resource's status from, but the reconciler's
+    constants (kind, grace): the same inputs give the same status and recheck, so a
+    reconcile that reads them again (a held status written at the end of its interval, an
+    event about a field the status does not show) takes the last status as it is. Cached
+    objects are replaced, never changed, so an object that is the very one read last time
+    is unchanged. ``observe`` reads the time to the second only: the same second is the same
+    time, and any other second is a new status (conditions' transition times, the devices
+    grace and a crash's recovery all move with it)."""
+
+    daemonset: objects.JsonObject | None
+    pods: list[objects.JsonObject]
+    nodes: dict[str, objects.JsonObject]
+    prior: dict[str, status.Prior]
+    """``_Tracked.prior``'s: the same object while the stored conditions are the same."""
+    generation: int
+    messages: tuple[str | None, ...]
+    """name conflict, render error, invalid spec, overlap, nodes unreadable."""
+    second: datetime.datetime
+
+    def same_as(self, other: _StatusInputs) -> bool:
+        return (
+            self.second == other.second
+            and self.daemonset is other.daemonset
+            and self.prior is other.prior
+            and self.generation == other.generation
+            and self.messages == other.messages
+            and len(self.pods) == len(other.pods)
+            and all(mine is theirs for mine, theirs in zip(self.pods, other.pods, strict=True))
+            and len(self.nodes) == len(other.nodes)
+            and all(other.nodes.get(name) is node for name, node in self.nodes.items())
+        )
 
 
 @dataclasses.dataclass

@@ -1,7 +1,9 @@
 """A change of any input of a resource's status is written: the DaemonSet's status, a pod's
 readiness, a node's devices, the resource's generation, the conditions someone else stored,
-and time itself (a node's devices grace running out). The reconciler keeps what it read last
-(the stored conditions it parsed, per resource); none of it may hide a change."""
+the reconciler's messages, and time itself (a node's devices grace running out). The
+reconciler keeps what it computed last (the stored conditions it parsed, the status and what
+it was computed from); none of it may hide a change. Each test changes one input at a time,
+within the second of a reconcile that computed the status from all the others."""
 
 from __future__ import annotations
 
@@ -64,7 +66,16 @@ class World:
             world.pod(index, ready_since=START - datetime.timedelta(hours=1))
             world.node(index, "2")
         await world.reconcile()
+        world.clock.now += datetime.timedelta(seconds=7)
+        await world.settle()
         return world
+
+    async def settle(self) -> None:
+        """A reconcile that finds nothing to write (the last one computed from every input
+        as it is now)."""
+        self.kube.reset_counts()
+        await self.reconcile()
+        assert self.kube.writes == 0
 
     def daemonset(self, ds: dict[str, Any] | None = None, *, ready: int) -> None:
         ds = copy.deepcopy(ds or self.cached.daemonsets.list()[0])
@@ -134,15 +145,13 @@ async def test_the_ready_world_is_written_once_and_then_left_alone() -> None:
     written = await world.stored()
     assert (written["numberReady"], written["devices"][0]["capacity"]) == (2, 4)
     assert (await world.condition("DevicesAdvertised"))["status"] == "True"
-    world.kube.reset_counts()
     world.clock.now += datetime.timedelta(minutes=1)
-    assert await world.reconcile() is None
-    assert world.kube.writes == 0
+    await world.settle()
+    await world.settle()
 
 
 async def test_a_daemonset_status_change_is_written() -> None:
     world = await World.ready()
-    world.clock.now += datetime.timedelta(seconds=3)
     world.daemonset(ready=1)
     await world.reconcile()
     assert (await world.stored())["numberReady"] == 1
@@ -156,6 +165,7 @@ async def test_a_pod_readiness_change_is_written() -> None:
     await world.reconcile()
     assert (await world.condition("DevicesAdvertised"))["reason"] == "SomeNodesWithoutDevices"
 
+    await world.settle()
     world.pod(0, ready_since=None)
     await world.reconcile()
     assert (await world.condition("DevicesAdvertised"))["reason"] == "AllNodesAdvertise"
@@ -190,11 +200,13 @@ async def test_the_end_of_a_devices_grace_is_written_without_any_other_change() 
     assert (await world.condition("DevicesAdvertised"))["reason"] == "WaitingForDevices"
     assert wait == (GRACE - datetime.timedelta(minutes=1)).total_seconds() + 1.0
 
-    world.clock.now += datetime.timedelta(minutes=1)  # not yet
-    assert await world.reconcile() is not None
+    world.clock.now += datetime.timedelta(seconds=30)  # not yet: the same status
+    world.kube.reset_counts()
+    assert await world.reconcile() == wait - 30
+    assert world.kube.writes == 0
     assert (await world.condition("DevicesAdvertised"))["reason"] == "WaitingForDevices"
 
-    world.clock.now += GRACE
+    world.clock.now += datetime.timedelta(seconds=wait - 30)
     assert await world.reconcile() is None
     advertised = await world.condition("DevicesAdvertised")
     assert (advertised["status"], advertised["reason"]) == ("False", "SomeNodesWithoutDevices")
@@ -214,12 +226,13 @@ async def test_conditions_someone_else_stores_are_read_again() -> None:
             condition["status"] = "Unknown"
     resource["metadata"]["resourceVersion"] = "900"
     world.cached.plugins.store.upsert(resource)
-    world.clock.now += datetime.timedelta(seconds=7)
     await world.reconcile()
     ready = await world.condition("Ready")
     assert ready["status"] == "True"
     assert ready["lastTransitionTime"] == at(world.clock.now) != ready_since
 
+    world.clock.now += datetime.timedelta(seconds=7)
+    await world.settle()
     earlier = at(START - datetime.timedelta(days=1))
     resource = copy.deepcopy(world.cached.plugins.get("a"))
     assert resource is not None
@@ -233,10 +246,21 @@ async def test_conditions_someone_else_stores_are_read_again() -> None:
     await world.rec.reconcile("a")
     assert world.kube.writes == 0
     world.node(1, "3")
-    world.clock.now += datetime.timedelta(seconds=7)
     await world.rec.reconcile("a")
     assert world.kube.writes == 1
     assert (await world.condition("Ready"))["lastTransitionTime"] == earlier
+
+
+async def test_a_message_of_the_reconciler_is_written() -> None:
+    world = await World.ready()
+    world.rec.nodes_unreadable = "RBAC denied: list nodes"
+    await world.reconcile()
+    advertised = await world.condition("DevicesAdvertised")
+    assert (advertised["reason"], advertised["message"]) == (
+        "NodesNotReadable",
+        "RBAC denied: list nodes",
+    )
+    assert "devices" not in await world.stored()
 
 
 async def test_a_deleted_resource_leaves_nothing_behind() -> None:
