@@ -239,7 +239,7 @@ class Reconciler:
             )
 
         if desired is not None:
-            render_error = await self._missing_config_map(rendering.spec)
+            render_error = await self._missing_config_map(rendering.config_map)
             if render_error is not None:
                 requeue = MISSING_CONFIG_MAP_RETRY
 
@@ -286,6 +286,9 @@ class Reconciler:
             # webhook was not registered was never judged, and its images run privileged.
             validation.check(self.kind, raised, allowed_registries=self.allowed_registries)
             rendering.spec = spec
+            # Read once per spec: a kind without the field answers through pydantic's
+            # __getattr__ and an AttributeError, on every reconcile.
+            rendering.config_map = getattr(spec, "provisioning_config", None)
             rendering.desired = daemonset.desired_daemonset(self.kind, name, uid, spec, self.config)
             rendering.upgrades = upgrades
         except validation.Invalid as invalid:
@@ -295,13 +298,12 @@ class Reconciler:
         self._track(name).rendering = rendering
         return rendering
 
-    async def _missing_config_map(self, spec: Any) -> str | None:
+    async def _missing_config_map(self, config_map: str | None) -> str | None:
         """A message when ``spec.provisioningConfig`` names a ConfigMap that does not exist.
 
         The DaemonSet is still rendered (its pods start once the ConfigMap appears), but the
         resource reports the problem instead of leaving pods stuck without a word.
         """
-        config_map = getattr(spec, "provisioning_config", None)
         if not config_map:
             return None
         namespace = self.config.plugin_namespace
@@ -709,6 +711,8 @@ class _Rendering:
     source: Any
     """A copy of the resource's ``spec`` this was rendered from."""
     spec: Any = None
+    config_map: str | None = None
+    """The spec's ``provisioningConfig`` (a ConfigMap name), if its kind has one."""
     desired: objects.JsonObject | None = None
     upgrades: tuple[str, ...] = ()
     refusal: str | None = None
