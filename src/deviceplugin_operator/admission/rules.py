@@ -78,11 +78,11 @@ def validate(
     else the warnings for it. Only the new object is judged, as in the reference."""
     obj = _object(new)
     try:
-        spec = validation.parse(kind, obj)
-        validation.check(kind, spec, allowed_registries=allowed_registries)
+        spec = validation.parse(kind, obj).wire()
+        validation.check_wire(kind, spec, allowed_registries=allowed_registries)
     except validation.Invalid as invalid:
         raise errors.Rejected(invalid.message) from None
-    return _warnings(kind, obj, spec.wire(), context or Context())
+    return _warnings(kind, obj, spec, context or Context())
 
 
 # Warnings --------------------------------------------------------------------------------

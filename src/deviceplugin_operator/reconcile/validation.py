@@ -84,7 +84,17 @@ def check(
     allowed_registries: Sequence[str] = (),
 ) -> None:
     """``Invalid`` with the first problem of a parsed (and defaulted) ``spec``."""
-    wire = spec.wire()
+    check_wire(kind, spec.wire(), allowed_registries=allowed_registries)
+
+
+def check_wire(
+    kind: devices.DeviceKind[Any],
+    wire: Mapping[str, Any],
+    *,
+    allowed_registries: Sequence[str] = (),
+) -> None:
+    """``check`` of a parsed spec in its wire form (``spec.wire()``), for a caller that
+    needs that form too."""
     for rule in CHECKS[kind.name]:
         rule(kind, wire)
     if allowed_registries:
