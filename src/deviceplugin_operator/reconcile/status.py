@@ -505,11 +505,13 @@ def _degraded(
         return DEGRADED, "True", "RenderFailed", render_error
     if overlap:
         return DEGRADED, "True", "OverlappingNodeSelector", overlap
+    problems = [
+        (pod, found, problem) for pod in pods for found, problem in _container_problems(pod, now)
+    ]
     for reason in ("ImagePullFailed", "PluginCrashing"):
         failures = [
             f"Pod {pod['metadata'].get('name')} on node {_node_name(pod)}: container {problem}"
-            for pod in pods
-            for found, problem in _container_problems(pod, now)
+            for pod, found, problem in problems
             if found == reason
         ]
         if failures:
