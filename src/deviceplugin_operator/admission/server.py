@@ -81,15 +81,17 @@ READ_TIMEOUT = 10.0
 for a webhook call is 10 s."""
 
 WORKERS = 2
+"""Threads that parse large reviews and mutate large pods: the event loop never does that
+work, and at most this many of them are in memory as Python objects."""
+
 INLINE_BODY = 32 * 1024
 """Reviews up to this many bytes are parsed on the event loop: a typical one (2-10 KB) parses
 in ~10 us, while handing it to a worker thread and back costs ~0.1 ms of every request's
 latency. Larger ones (up to ~0.1 ms inline) go to the workers, so no review holds the loop."""
+
 INLINE_CONTAINERS = 16
 """Pods with up to this many containers and init containers are mutated on the event loop
 (tens of microseconds); larger ones on the workers."""
-"""Threads that parse reviews and mutate pods: the event loop never does that work, and at most
-this many reviews are in memory as Python objects."""
 
 MAX_CONTAINERS = 1000
 """Containers of a pod the Pod mutators handle (about 0.1 s of work); more are denied.
