@@ -552,6 +552,8 @@ class Reconciler:
         dropped = frozenset(key for key in wanted if key not in (written.get("status") or {}))
         self._schema_seen(resource, dropped)
         tracked.written = (version, _without(wanted, dropped))
+        if "conditions" not in dropped:
+            tracked.wrote_conditions(wanted["conditions"])
         if _beside_status(written) == _beside_status(resource):
             # Only an exact echo: an unconditional merge patch also lands on changes the
             # cache did not show yet (a spec change while its watch was down), and the version
@@ -666,6 +668,14 @@ class _Tracked:
             prior = status.prior_conditions(raw)
             self.conditions = (raw, prior)
         return prior
+
+    def wrote_conditions(self, conditions: list[dict[str, Any]]) -> None:
+        """Take the conditions a status write stored as the ones the next reconcile reads
+        back, so that they are not validated again (a status changes with every pod
+        starting, each time with conditions built here)."""
+        known, _ = self.conditions
+        if conditions != known:
+            self.conditions = (conditions, status.observed_prior(conditions))
 
 
 @dataclasses.dataclass(slots=True)

@@ -123,6 +123,13 @@ def prior_conditions(raw: Any) -> dict[str, Prior]:
     return found
 
 
+def observed_prior(conditions: Sequence[Mapping[str, Any]]) -> dict[str, Prior]:
+    """``prior_conditions`` of the ``conditions`` of an ``observe`` status, without the
+    validation: they are valid as built, their times in wire form already (what a status
+    write stored, read back by the next reconcile)."""
+    return {c["type"]: Prior(c["status"], c["lastTransitionTime"]) for c in conditions}
+
+
 @dataclasses.dataclass(frozen=True)
 class Observation:
     """A resource's status in its wire form, and when to look at it again."""

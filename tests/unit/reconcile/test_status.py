@@ -518,3 +518,24 @@ def test_prior_conditions_drop_what_is_not_a_condition_and_keep_the_last_of_a_ty
     assert prior == {"Ready": status.Prior("False", "2026-01-02T00:00:00Z")}
     assert status.prior_conditions(None) == {}
     assert status.prior_conditions({"type": "Ready"}) == {}
+
+
+def test_the_prior_of_an_observed_status_is_what_parsing_it_gives() -> None:
+    """What the reconciler takes as the stored conditions after writing them, unvalidated."""
+    stored = status.observe(
+        daemonset(desired=3, ready=1),
+        [pod("a", "node-a", waiting="CrashLoopBackOff"), pod("b", "node-b")],
+        generation=2,
+        now=EARLIER,
+        name_conflict="x" * 40000,
+    ).status["conditions"]
+    later = status.observe(
+        daemonset(),
+        [pod("a", "node-a")],
+        generation=3,
+        now=NOW,
+        prior=status.prior_conditions(stored),
+    ).status["conditions"]
+    for conditions in (stored, later):
+        assert status.observed_prior(conditions) == status.prior_conditions(conditions)
+    assert len(status.observed_prior(stored)) == 4
