@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import pathlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -577,15 +577,45 @@ async def test_resync_of_an_unchanged_cluster_writes_nothing(operator: Operator)
         return first if writes() == first else None
 
     before = await eventually_async(steady, timeout=60, interval=0, what="a steady state")
-    names = 0
-    for controller in operator.manager.controllers:
-        for cr in controller.reconciler.caches.plugins.list():
-            controller.queue.add(cr["metadata"]["name"])
-            names += 1
-    assert names >= len(KIND_NAMES)
-    await operator.idle()
-    await operator.manager.recorder.flush()
-    assert writes() == before
+    with record_writes(operator.manager.kube) as made:
+        names = 0
+        for controller in operator.manager.controllers:
+            for cr in controller.reconciler.caches.plugins.list():
+                controller.queue.add(cr["metadata"]["name"])
+                names += 1
+        assert names >= len(KIND_NAMES)
+        await operator.idle()
+        await operator.manager.recorder.flush()
+    assert writes() == before, f"writes during the resync: {made}"
+
+
+@contextlib.contextmanager
+def record_writes(kube: client.HttpKubeClient) -> Iterator[list[str]]:
+    """What ``kube`` writes meanwhile (a write shows which change was not steady)."""
+    made: list[str] = []
+    chained = kube._hook
+
+    def hook(record: client.RequestRecord) -> None:
+        if record.verb in WRITE_VERBS:
+            made.append(f"{record.verb} {record.resource} -> {record.code}")
+        if chained is not None:
+            chained(record)
+
+    patch_status = kube.patch_status
+
+    async def patching(
+        resource: resources.Resource, name: str, body: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        made.append(f"status of {resource.plural}/{name}: {str(body)[:800]}")
+        return await patch_status(resource, name, body, *args, **kwargs)
+
+    kube._hook = hook
+    kube.patch_status = patching  # type: ignore[method-assign]
+    try:
+        yield made
+    finally:
+        kube._hook = chained
+        del kube.patch_status
 
 
 async def test_only_enabled_devices_are_reconciled_with_namespace_and_pull_secret(
