@@ -18,6 +18,16 @@ from polling import eventually
 
 pytestmark = pytest.mark.cluster
 
+CTRL_C_ABLE = (
+    "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'localcluster'; "
+    "runpy.run_module('localcluster.cli', run_name='__main__')"
+)
+"""``python -m localcluster.cli`` as a terminal starts it: a test run in the background of a
+shell without job control inherits SIGINT ignored, and Python then never raises
+KeyboardInterrupt (the interrupted ``up`` ran to the end and exited 0)."""
+
 
 def test_a_component_that_fails_names_itself_and_its_log_and_leaves_nothing_running(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
@@ -51,7 +61,7 @@ def test_a_component_that_fails_names_itself_and_its_log_and_leaves_nothing_runn
 def test_interrupting_up_stops_everything_it_started(tmp_path: pathlib.Path) -> None:
     directory = tmp_path / "interrupted"
     child = subprocess.Popen(
-        [sys.executable, "-m", "localcluster.cli", "--dir", str(directory), "up", "--nodes", "1"],
+        [sys.executable, "-c", CTRL_C_ABLE, "--dir", str(directory), "up", "--nodes", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
