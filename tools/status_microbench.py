@@ -31,10 +31,10 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit" / "controller")]
 
-from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches  # noqa: E402
+from gpu_reconciler import GPU_PLUGINS, NAMESPACE, one_gpu_resource  # noqa: E402
 
 import fakes  # noqa: E402
-from deviceplugin_operator.controller import events, reconciler  # noqa: E402
+from deviceplugin_operator.controller import reconciler  # noqa: E402
 from deviceplugin_operator.kube import objects, resources  # noqa: E402
 from deviceplugin_operator.reconcile import status  # noqa: E402
 
@@ -106,19 +106,7 @@ class _Clock:
 async def _setup(
     clock: _Clock | None = None,
 ) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
-    kube = fakes.FakeKubeClient()
-    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    cached = caches(kube)
-    cached.plugins.store.upsert(copy.deepcopy(stored))
-    rec = reconciler.Reconciler(
-        GPU,
-        CONFIG,
-        kube,
-        cached,
-        recorder=events.Recorder(kube),
-        status_interval=0,
-        clock=clock or _Clock(),
-    )
+    kube, cached, rec = await one_gpu_resource(status_interval=0, clock=clock or _Clock())
     await rec.reconcile("a")
     (ds,) = kube.stored(resources.DAEMON_SETS)
     ds = copy.deepcopy(ds)

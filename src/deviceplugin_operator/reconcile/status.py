@@ -67,37 +67,16 @@ def observed_status(
     daemonset: Mapping[str, Any] | None,
     pods: Iterable[Mapping[str, Any]],
     *,
-    generation: int,
-    now: datetime.datetime,
     previous: Sequence[meta.Condition] = (),
-    name_conflict: str | None = None,
-    render_error: str | None = None,
-    invalid_spec: str | None = None,
-    overlap: str | None = None,
-    nodes: Mapping[str, Mapping[str, Any]] | None = None,
-    domain: str = "",
-    devices_grace: datetime.timedelta = DEVICES_GRACE,
-    nodes_unreadable: str | None = None,
+    **options: Any,
 ) -> plugin.DevicePluginStatus:
-    """The status of a resource at ``generation`` (``observe``'s, as the API model)."""
-    observation = observe(
-        daemonset,
-        pods,
-        generation=generation,
-        now=now,
-        prior={
-            condition.type: Prior(condition.status, _wire_time(condition.last_transition_time))
-            for condition in previous
-        },
-        name_conflict=name_conflict,
-        render_error=render_error,
-        invalid_spec=invalid_spec,
-        overlap=overlap,
-        nodes=nodes,
-        domain=domain,
-        devices_grace=devices_grace,
-        nodes_unreadable=nodes_unreadable,
-    )
+    """``observe``'s status (its keyword ``options``) as the API model, the conditions it
+    follows given as models (``previous``)."""
+    prior = {
+        condition.type: Prior(condition.status, _wire_time(condition.last_transition_time))
+        for condition in previous
+    }
+    observation = observe(daemonset, pods, prior=prior, **options)
     return plugin.DevicePluginStatus.model_validate(observation.status)
 
 

@@ -4,11 +4,12 @@ fills their stores)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import fakes
 from deviceplugin_operator import devices, settings
-from deviceplugin_operator.controller import informer, reconciler
+from deviceplugin_operator.controller import events, informer, reconciler
 from deviceplugin_operator.kube import resources
 
 GPU = devices.KINDS["gpu"]
@@ -40,3 +41,18 @@ def caches(kube: fakes.FakeKubeClient, kind: devices.DeviceKind[Any] = GPU) -> r
         ),
         nodes=informer.Informer(kube, resources.NODES),
     )
+
+
+async def one_gpu_resource(
+    **options: Any,
+) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
+    """GpuDevicePlugin ``a`` stored and cached, and a GPU Reconciler built with ``options``
+    (e.g. ``status_interval``, ``clock``, ``monotonic``)."""
+    kube = fakes.FakeKubeClient()
+    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
+    cached = caches(kube)
+    cached.plugins.store.upsert(copy.deepcopy(stored))
+    rec = reconciler.Reconciler(
+        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), **options
+    )
+    return kube, cached, rec

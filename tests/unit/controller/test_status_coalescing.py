@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, caches
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, caches, one_gpu_resource
 
 import fakes
 from deviceplugin_operator import manager
@@ -32,20 +32,7 @@ class Clock:
 async def one_resource(
     clock: Clock,
 ) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
-    kube = fakes.FakeKubeClient()
-    stored = await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {}})
-    cached = caches(kube)
-    cached.plugins.store.upsert(copy.deepcopy(stored))
-    rec = reconciler.Reconciler(
-        GPU,
-        CONFIG,
-        kube,
-        cached,
-        recorder=events.Recorder(kube),
-        status_interval=INTERVAL,
-        monotonic=clock,
-    )
-    return kube, cached, rec
+    return await one_gpu_resource(status_interval=INTERVAL, monotonic=clock)
 
 
 async def written_once(
