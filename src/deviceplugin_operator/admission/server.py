@@ -541,7 +541,7 @@ class AdmissionServer:
         self, webhook: endpoints.Webhook, request: review.AdmissionRequest
     ) -> devices.DeviceKind[Any]:
         kind = webhook.kind
-        admits = self._admits.get(webhook.path) or (kind.resource.group, kind.kind)
+        admits = self._admits[webhook.path]
         if (request.kind.group, request.kind.kind) != admits:
             raise errors.Rejected(
                 f'unexpected kind "{request.kind}": this webhook admits '
