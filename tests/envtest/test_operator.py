@@ -606,7 +606,9 @@ def record_writes(kube: client.HttpKubeClient) -> Iterator[list[str]]:
     async def patching(
         resource: resources.Resource, name: str, body: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        made.append(f"status of {resource.plural}/{name}: {str(body)[:800]}")
+        # What the server held before the patch: the difference is what was not steady.
+        stored = (await kube.get(resource, name)).get("status")
+        made.append(f"status of {resource.plural}/{name}: patch {body}, stored before {stored}")
         return await patch_status(resource, name, body, *args, **kwargs)
 
     kube._hook = hook
