@@ -67,6 +67,12 @@ class Controller:
                 # a resource until now: its status and its neighbours' overlap count them now.
                 self.queue.add(owner)
                 self._queue_residents({node for pod in early for node in reconciler.pod_node(pod)})
+        if kind is informer.EventType.DELETED and owner is not None:
+            # Its pods, until the garbage collector removes them, no longer trace back to a
+            # resource: the overlap condition of their neighbours changes now, and the pods'
+            # own deletions later cannot tell whose they were.
+            left = self.reconciler.caches.pods.by_index(reconciler.POD_OWNER, objects.uid(obj))
+            self._queue_residents({node for pod in left for node in reconciler.pod_node(pod)})
         if kind in _CHANGES and owner and self.reconciler.is_echo(owner, objects.key(obj), obj):
             return  # our own create or update coming back
         if owner is not None:

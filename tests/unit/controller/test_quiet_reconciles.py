@@ -311,3 +311,36 @@ async def test_unchanged_devices_write_nothing_and_a_change_is_one_status_patch(
     (advertised,) = [c for c in stored["conditions"] if c["type"] == "DevicesAdvertised"]
     assert (advertised["status"], advertised["reason"]) == ("False", "NoDevices")
     assert stored["deviceTotals"] == "none"
+
+
+async def test_a_deleted_daemonset_queues_the_resources_beside_its_pods() -> None:
+    """Its pods stop counting in their neighbours' overlap condition when it goes (they no
+    longer trace back to a resource), and their own deletions later cannot say whose they
+    were: the neighbours are queued with the DaemonSet's deletion."""
+    _, cached, _, controller = await ready_plugin_on("node-1")
+    ghost_ds = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "intel-gpu-plugin-ghost",
+            "namespace": NAMESPACE,
+            "uid": "ghost-ds",
+            "resourceVersion": "7",
+            "ownerReferences": [
+                {
+                    "apiVersion": "deviceplugin.intel.com/v1",
+                    "kind": "GpuDevicePlugin",
+                    "name": "ghost",
+                    "uid": "ghost-uid",
+                    "controller": True,
+                }
+            ],
+        },
+    }
+    ghost_pod = plugin_pod(ghost_ds, "node-1")
+    ghost_pod["metadata"]["name"] = "ghost-pod"
+    cached.pods.store.upsert(ghost_pod)  # the DaemonSet is no longer cached: handlers come after
+
+    controller.on_daemonset(informer.EventType.DELETED, ghost_ds, None)
+    queued = {await controller.queue.get() for _ in range(controller.queue.depth)}
+    assert queued == {"ghost", "a"}
