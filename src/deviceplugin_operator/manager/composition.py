@@ -23,7 +23,7 @@ from deviceplugin_operator import devices, settings
 from deviceplugin_operator.admission import errors as admission_errors
 from deviceplugin_operator.admission import fpga, rules, server
 from deviceplugin_operator.api import fpga as fpga_api
-from deviceplugin_operator.controller import election, events, informer, probes, reconciler
+from deviceplugin_operator.controller import election, events, heap, informer, probes, reconciler
 from deviceplugin_operator.controller.metrics import recording
 from deviceplugin_operator.kube import client, objects, resources
 from deviceplugin_operator.manager import (
@@ -97,6 +97,7 @@ class Parts:
             page_size=NODE_PAGE,
         )
         self.recorder = events.Recorder(kube)
+        self.heap_trimmer = heap.IdleHeapTrimmer()
         self.plugin_informers: list[informer.Informer] = []
         self.controllers: list[controllers.Controller] = []
         self.handlers: list[tuple[informer.Informer, informer.Handler]] = []
@@ -125,6 +126,7 @@ class Parts:
                 ),
                 options.workers,
                 self.metrics,
+                heap_trimmer=self.heap_trimmer,
             )
             self.handlers += [
                 (plugins, controller.on_plugin),

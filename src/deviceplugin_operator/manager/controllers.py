@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from deviceplugin_operator.controller import informer, queue, reconciler
+from deviceplugin_operator.controller import heap, informer, queue, reconciler
 from deviceplugin_operator.controller.metrics import recording
 from deviceplugin_operator.kube import errors, objects
 from deviceplugin_operator.reconcile import status
@@ -32,8 +32,11 @@ class Controller:
         rec: reconciler.Reconciler,
         workers: int,
         metrics: recording.Metrics | None = None,
+        *,
+        heap_trimmer: heap.IdleHeapTrimmer | None = None,
     ):
         self.reconciler = rec
+        self.heap_trimmer = heap_trimmer
         self.name = rec.kind.kind.lower()
         """controller-runtime's name for the controller of this kind (``gpudeviceplugin``)."""
         registry = metrics or recording.Metrics()
@@ -173,3 +176,5 @@ class Controller:
             finally:
                 self.queue.done(name)
                 self.metrics.finished(result, time.monotonic() - started)
+                if self.heap_trimmer is not None:
+                    self.heap_trimmer.worked()

@@ -172,6 +172,8 @@ class Manager(composition.Parts):
                     asyncio.create_task(controller.work(), name=f"{controller.name}-{index}")
                 )
         log.info("Started controllers", extra={"devices": ",".join(self.config.devices)})
+        # The start-up's imports and first lists are freed heap by now, reconciles or not.
+        self.heap_trimmer.worked()
         return True
 
     def cancel_workers(self) -> None:
@@ -189,6 +191,7 @@ class Manager(composition.Parts):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.webhook_certificates.stop()
+        self.heap_trimmer.stop()
         await self.recorder.flush()
         if self.elector is not None:
             await self.elector.release()
