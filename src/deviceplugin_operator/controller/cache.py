@@ -6,12 +6,16 @@ readers must not change them.
 
 An index maps each object to zero or more string values (for example the UID of its
 controlling owner) so that "the DaemonSets owned by this resource" is a dictionary lookup,
-not a scan.
+not a scan. Each value of an index has a version that changes whenever the objects found
+under it change in number or placement (an object added, removed, or moved to other values
+of any index), not when an object is only updated in place: what a reader computed from
+"the pods on this node" holds while that version stays.
 """
 
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 
 from deviceplugin_operator.kube import objects
@@ -41,6 +45,11 @@ class Store:
         self._objects: dict[str, objects.JsonObject] = {}
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self._versions: dict[tuple[str, str], int] = {}
+        self._clock = itertools.count(1)
+        self.placement_version = 0
+        """Changes whenever any index value's version does: an object added, removed or
+        moved; not on an update in place."""
 
     # Reading -------------------------------------------------------------------------------
     def get(self, key: str) -> objects.JsonObject | None:
@@ -62,6 +71,11 @@ class Store:
             raise KeyError(f"no index named {index!r}")
         return sorted(self._indices[index].get(value, ()))
 
+    def index_version(self, index: str, value: str) -> int:
+        """A number that changes whenever the objects under ``value`` of ``index`` are added,
+        removed or moved (0 for a value that never had any)."""
+        return self._versions.get((index, value), 0)
+
     def __len__(self) -> int:
         return len(self._objects)
 
@@ -76,37 +90,48 @@ class Store:
         self._indexers[name] = func
         self._indices[name] = {}
         for key, obj in self._objects.items():
-            self._index(name, func, key, obj)
+            self._index(name, func(obj), key)
 
     def upsert(self, obj: objects.JsonObject) -> objects.JsonObject | None:
         """Store ``obj``; returns the object it replaced, if any."""
         key = objects.key(obj)
         old = self._objects.get(key)
-        if old is not None:
-            self._unindex(key, old)
         self._objects[key] = obj
-        for name, func in self._indexers.items():
-            self._index(name, func, key, obj)
+        if old is None:
+            for name, func in self._indexers.items():
+                self._index(name, func(obj), key)
+            return None
+        # Most updates (a pod's status, a DaemonSet's counts) move the object nowhere: its
+        # indexes and their versions stay as they are. One that moves it in any index moves
+        # the versions of all its values (a pod orphaned on its node changes that node's
+        # version too).
+        moves = [(name, list(func(old)), list(func(obj))) for name, func in self._indexers.items()]
+        if any(before != after for _, before, after in moves):
+            for name, before, after in moves:
+                self._unindex(name, before, key)
+                self._index(name, after, key)
         return old
 
     def remove(self, key: str) -> objects.JsonObject | None:
         """Drop the object with ``key``; returns it, if it was there."""
         old = self._objects.pop(key, None)
         if old is not None:
-            self._unindex(key, old)
+            for name, func in self._indexers.items():
+                self._unindex(name, func(old), key)
         return old
 
-    def _index(self, name: str, func: IndexFunc, key: str, obj: objects.JsonObject) -> None:
+    def _index(self, name: str, values: Iterable[str], key: str) -> None:
         index = self._indices[name]
-        for value in func(obj):
+        for value in values:
             index.setdefault(value, set()).add(key)
+            self._versions[(name, value)] = self.placement_version = next(self._clock)
 
-    def _unindex(self, key: str, obj: objects.JsonObject) -> None:
-        for name, func in self._indexers.items():
-            index = self._indices[name]
-            for value in func(obj):
-                keys = index.get(value)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del index[value]
+    def _unindex(self, name: str, values: Iterable[str], key: str) -> None:
+        index = self._indices[name]
+        for value in values:
+            keys = index.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[value]
+            self._versions[(name, value)] = self.placement_version = next(self._clock)

@@ -126,6 +126,13 @@ class Informer:
     def by_index(self, index: str, value: str) -> builtins.list[objects.JsonObject]:
         return self.store.by_index(index, value)
 
+    def index_version(self, index: str, value: str) -> int:
+        return self.store.index_version(index, value)
+
+    @property
+    def placement_version(self) -> int:
+        return self.store.placement_version
+
     @property
     def synced(self) -> bool:
         """Whether the first list has been stored and delivered."""

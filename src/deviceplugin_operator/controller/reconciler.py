@@ -604,8 +604,29 @@ class Reconciler:
             return None
         mine_uid = objects.uid(current)
         mine: set[str] = set()
-        for pod in self.caches.pods.by_index(POD_OWNER, mine_uid):
+        pods = self.caches.pods
+        for pod in pods.by_index(POD_OWNER, mine_uid):
             mine.update(pod_node(pod))
+        # The answer holds while no pod comes to, leaves or changes owner on these nodes and
+        # no DaemonSet comes, goes or changes owner (which decides whose a pod is): most
+        # reconciles at scale are for a pod's status, and walking every pod on every node of
+        # the resource was 40 % of the operator's time converging 80 resources on 1000 nodes.
+        key = (
+            mine_uid,
+            objects.name(resource),
+            self.caches.daemonsets.placement_version,
+            tuple(sorted((node, pods.index_version(POD_NODE, node)) for node in mine)),
+        )
+        tracked = self._track(objects.name(resource))
+        if tracked.overlap is not None and tracked.overlap[0] == key:
+            return tracked.overlap[1]
+        message = self._overlap_on(resource, mine_uid, mine)
+        tracked.overlap = (key, message)
+        return message
+
+    def _overlap_on(
+        self, resource: objects.JsonObject, mine_uid: str, mine: set[str]
+    ) -> str | None:
         nodes_by_owner: dict[str, set[str]] = {}
         resource_of: dict[str, str | None] = {}  # DaemonSet UID → resource of this kind
         for node in mine:
@@ -640,6 +661,8 @@ class _Tracked:
     DaemonSet controller's answer)."""
     rendering: _Rendering | None = None
     """The rendering of its current spec (``_rendering``)."""
+    overlap: tuple[tuple[Any, ...], str | None] | None = None
+    """The overlap message last found and what it was found from (``_overlap_message``)."""
     matched: tuple[objects.JsonObject, tuple[Any, ...]] | None = None
     """The desired DaemonSet its live one was last found to match, and the live one's
     ``_match_key`` then (``_apply``)."""

@@ -300,8 +300,12 @@ def _advertised(
         )
     recheck = None
     if waiting:
-        # ``now`` is cut to the second: a second more and the grace is over for sure.
-        recheck = min(waiting.values()).total_seconds() + 1.0
+        # ``now`` is cut to the second: a second more and the grace is over for sure. Not
+        # sooner than a tenth of the grace: the graces of a rollout's nodes end one after
+        # another over as long as it took, and each end looked at alone was a status write
+        # (80 resources on 1000 nodes: 292 writes, one every ~2 s per resource while its
+        # nodes' graces ended).
+        recheck = max(min(waiting.values()).total_seconds() + 1.0, grace.total_seconds() / 10)
     return _Advertised(devices=devices, condition=condition, recheck=recheck)
 
 

@@ -59,3 +59,38 @@ def test_an_index_added_later_covers_the_objects_already_stored() -> None:
 def test_an_unknown_index_is_an_error() -> None:
     with pytest.raises(KeyError):
         cache.Store().by_index("nope", "x")
+
+
+def placed(name: str, node: str, status: str = "Pending") -> objects.JsonObject:
+    return {
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"nodeName": node},
+        "status": {"phase": status},
+    }
+
+
+def by_node(obj: objects.JsonObject) -> list[str]:
+    return [obj["spec"]["nodeName"]]
+
+
+def test_an_index_values_version_moves_with_placement_not_with_updates_in_place() -> None:
+    store = cache.Store({"node": by_node, cache.CONTROLLER_UID: cache.by_controller_uid})
+    assert store.index_version("node", "n1") == 0
+    store.upsert(placed("a", "n1"))
+    added = store.index_version("node", "n1")
+    assert added > 0
+    everything = store.placement_version
+    store.upsert(placed("a", "n1", status="Running"))  # an update in place
+    assert (store.index_version("node", "n1"), store.placement_version) == (added, everything)
+    store.upsert(placed("a", "n2"))  # moved
+    assert store.index_version("node", "n1") > added
+    assert store.index_version("node", "n2") > 0
+    on_n2 = store.index_version("node", "n2")
+    owned = {**placed("a", "n2"), "metadata": pod("a", "u1")["metadata"]}
+    store.upsert(owned)  # another index changed: its node's version moves too
+    assert store.index_version("node", "n2") > on_n2
+    on_n2 = store.index_version("node", "n2")
+    store.remove("ns/a")
+    assert store.index_version("node", "n2") > on_n2
+    assert store.index_version(cache.CONTROLLER_UID, "u1") > 0
+    assert store.by_index("node", "n2") == []

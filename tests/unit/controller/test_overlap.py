@@ -4,6 +4,7 @@ one of the pods goes, through the neighbours of that node only."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import fakes
@@ -85,5 +86,73 @@ async def test_plugins_sharing_a_node_degrade_both_and_recover_when_one_goes() -
             return await reason(kube, "left") != "OverlappingNodeSelector"
 
         await eventually_async(left_recovered, timeout=5, interval=0.01)
+    finally:
+        await mgr.stop()
+
+
+async def test_the_overlap_found_holds_only_while_nothing_moves_on_the_nodes() -> None:
+    """A reconcile for a pod's status takes the overlap found before; a pod orphaned in place
+    or a DaemonSet gone (its pods still there) is looked at anew."""
+    kube = fakes.FakeKubeClient()
+    for name in ("left", "right"):
+        await kube.create(GPU_PLUGINS, {"metadata": {"name": name}, "spec": {}})
+    config = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
+    mgr = manager.Manager(
+        config, manager.Options(health_probe_bind_address="0", webhook_port=0), kube
+    )
+    (controller,) = mgr.controllers
+    rec = controller.reconciler
+    walks: list[str] = []
+    walk = rec._overlap_on
+
+    def counted(resource: objects.JsonObject, *args: Any) -> str | None:
+        walks.append(objects.name(resource))
+        return walk(resource, *args)
+
+    rec._overlap_on = counted  # type: ignore[method-assign]
+    await mgr.start()
+    try:
+
+        async def daemonsets() -> dict[str, dict[str, Any]] | None:
+            found = {
+                objects.name(ds).removeprefix("intel-gpu-plugin-"): ds
+                for ds in kube.stored(resources.DAEMON_SETS)
+            }
+            return found if len(found) == 2 else None
+
+        made = await eventually_async(daemonsets, timeout=5, interval=0.01)
+        left = plugin_pod("l", made["left"], "node-1")
+        right = plugin_pod("r", made["right"], "node-1")
+        await kube.create(resources.PODS, left, NAMESPACE)
+        await kube.create(resources.PODS, right, NAMESPACE)
+
+        async def both_overlap() -> bool:
+            found = [await reason(kube, name) for name in ("left", "right")]
+            return found == ["OverlappingNodeSelector"] * 2
+
+        await eventually_async(both_overlap, timeout=5, interval=0.01)
+
+        async def settled() -> bool:
+            await asyncio.sleep(0.02)
+            return controller.queue.depth == 0 and controller.queue.processing == 0
+
+        await eventually_async(settled, timeout=5, interval=0)
+        walks.clear()
+        for _ in range(3):  # reconciles with nothing moved on node-1
+            controller.queue.add("left")
+            await eventually_async(settled, timeout=5, interval=0)
+        assert "left" not in walks
+
+        # right's pod orphaned in place (same node, no controller any more): left is alone
+        orphaned = await kube.get(resources.PODS, "r", NAMESPACE)
+        orphaned["metadata"]["ownerReferences"] = []
+        await kube.replace(resources.PODS, "r", orphaned, NAMESPACE)
+        controller.queue.add("left")
+
+        async def left_recovered() -> bool:
+            return await reason(kube, "left") != "OverlappingNodeSelector"
+
+        await eventually_async(left_recovered, timeout=5, interval=0.01)
+        assert "left" in walks
     finally:
         await mgr.stop()

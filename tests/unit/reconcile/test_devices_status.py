@@ -142,6 +142,17 @@ def test_grace_period_keeps_it_unknown_and_says_when_to_look_again() -> None:
     )
 
 
+def test_graces_ending_one_after_another_are_looked_at_in_tenths_of_the_grace() -> None:
+    nodes = [node("a", gpu__i915="1"), node("b"), node("c")]
+    almost = NOW - GRACE + datetime.timedelta(seconds=2)
+    pods = [pod("a"), pod("b", ready_since=almost), pod("c", ready_since=almost)]
+    recheck = status.devices_recheck(
+        DS, pods, nodes=by_name(nodes), domain="gpu.intel.com", now=NOW, devices_grace=GRACE
+    )
+    # b's and c's graces end in 2 s; anything ending within the next tenth is taken with them
+    assert recheck == GRACE.total_seconds() / 10
+
+
 def test_a_node_that_loses_its_devices_is_reported_at_once_and_one_that_gains_them() -> None:
     before = observe([pod("a")], [node("a", gpu__i915="1")])
     assert devices_condition(before)[0] == "True"
