@@ -42,6 +42,20 @@ def plugin_pod(name: str, daemonset: dict[str, Any], node: str) -> dict[str, Any
     }
 
 
+async def plugin_daemonsets(kube: fakes.FakeKubeClient, count: int) -> dict[str, dict[str, Any]]:
+    """The operator's DaemonSets by resource name, once there are ``count`` of them."""
+
+    async def made() -> dict[str, dict[str, Any]] | None:
+        found = {
+            objects.name(ds).removeprefix("intel-gpu-plugin-"): ds
+            for ds in kube.stored(resources.DAEMON_SETS)
+        }
+        return found if len(found) == count else None
+
+    found: dict[str, dict[str, Any]] = await eventually_async(made, timeout=5, interval=0.01)
+    return found
+
+
 async def reason(kube: fakes.FakeKubeClient, name: str) -> str | None:
     stored = await kube.get(GPU_PLUGINS, name)
     for condition in (stored.get("status") or {}).get("conditions") or []:
@@ -60,15 +74,7 @@ async def test_plugins_sharing_a_node_degrade_both_and_recover_when_one_goes() -
     )
     await mgr.start()
     try:
-
-        async def daemonsets() -> dict[str, dict[str, Any]] | None:
-            found = {
-                objects.name(ds).removeprefix("intel-gpu-plugin-"): ds
-                for ds in kube.stored(resources.DAEMON_SETS)
-            }
-            return found if len(found) == 3 else None
-
-        made = await eventually_async(daemonsets, timeout=5, interval=0.01)
+        made = await plugin_daemonsets(kube, 3)
         await kube.create(resources.PODS, plugin_pod("l", made["left"], "node-1"), NAMESPACE)
         await kube.create(resources.PODS, plugin_pod("r", made["right"], "node-1"), NAMESPACE)
         await kube.create(resources.PODS, plugin_pod("a", made["apart"], "node-2"), NAMESPACE)
@@ -112,15 +118,7 @@ async def test_the_overlap_found_holds_only_while_nothing_moves_on_the_nodes() -
     rec._overlap_on = counted  # type: ignore[method-assign]
     await mgr.start()
     try:
-
-        async def daemonsets() -> dict[str, dict[str, Any]] | None:
-            found = {
-                objects.name(ds).removeprefix("intel-gpu-plugin-"): ds
-                for ds in kube.stored(resources.DAEMON_SETS)
-            }
-            return found if len(found) == 2 else None
-
-        made = await eventually_async(daemonsets, timeout=5, interval=0.01)
+        made = await plugin_daemonsets(kube, 2)
         left = plugin_pod("l", made["left"], "node-1")
         right = plugin_pod("r", made["right"], "node-1")
         await kube.create(resources.PODS, left, NAMESPACE)
