@@ -73,7 +73,7 @@ class Store:
 
     def index_version(self, index: str, value: str) -> int:
         """A number that changes whenever the objects under ``value`` of ``index`` are added,
-        removed or moved (0 for a value that never had any)."""
+        removed or moved (0 while it has none: another number never comes back)."""
         return self._versions.get((index, value), 0)
 
     def __len__(self) -> int:
@@ -134,4 +134,10 @@ class Store:
                 keys.discard(key)
                 if not keys:
                     del index[value]
-            self._versions[(name, value)] = self.placement_version = next(self._clock)
+            self.placement_version = next(self._clock)
+            if keys:
+                self._versions[(name, value)] = self.placement_version
+            else:
+                # Empty again: back to 0 like a value never seen (both hold no object), so that
+                # the versions of nodes and owners long gone are not kept forever.
+                self._versions.pop((name, value), None)

@@ -82,15 +82,20 @@ def test_an_index_values_version_moves_with_placement_not_with_updates_in_place(
     everything = store.placement_version
     store.upsert(placed("a", "n1", status="Running"))  # an update in place
     assert (store.index_version("node", "n1"), store.placement_version) == (added, everything)
+    store.upsert(placed("b", "n1"))
+    with_b = store.index_version("node", "n1")
+    assert with_b > added
     store.upsert(placed("a", "n2"))  # moved
-    assert store.index_version("node", "n1") > added
+    assert store.index_version("node", "n1") > with_b
     assert store.index_version("node", "n2") > 0
     on_n2 = store.index_version("node", "n2")
     owned = {**placed("a", "n2"), "metadata": pod("a", "u1")["metadata"]}
     store.upsert(owned)  # another index changed: its node's version moves too
     assert store.index_version("node", "n2") > on_n2
-    on_n2 = store.index_version("node", "n2")
-    store.remove("ns/a")
-    assert store.index_version("node", "n2") > on_n2
     assert store.index_version(cache.CONTROLLER_UID, "u1") > 0
+    store.remove("ns/a")
+    # n2 and u1 hold nothing now: 0, as for values never seen (nothing kept for them)
+    assert store.index_version("node", "n2") == store.index_version(cache.CONTROLLER_UID, "u1") == 0
     assert store.by_index("node", "n2") == []
+    store.remove("ns/b")
+    assert store._versions == {}
