@@ -498,7 +498,7 @@ class Reconciler:
                 name_conflict,
                 render_error,
                 invalid_spec,
-                self._overlap_message(resource, current),
+                self._overlap_message(resource, current, pods),
                 self.nodes_unreadable,
             ),
             second=self.clock().replace(microsecond=0),
@@ -597,23 +597,24 @@ class Reconciler:
             )
 
     def _overlap_message(
-        self, resource: objects.JsonObject, current: objects.JsonObject | None
+        self,
+        resource: objects.JsonObject,
+        current: objects.JsonObject | None,
+        own_pods: list[objects.JsonObject],
     ) -> str | None:
-        """Nodes where a DaemonSet of another resource of this kind runs a plugin pod too."""
+        """Nodes where a DaemonSet of another resource of this kind runs a plugin pod too
+        (``own_pods``: those of ``current``, as the status read them)."""
         if current is None:
             return None
         mine_uid = objects.uid(current)
-        mine: set[str] = set()
+        mine = {node for pod in own_pods for node in pod_node(pod)}
         pods = self.caches.pods
-        for pod in pods.by_index(POD_OWNER, mine_uid):
-            mine.update(pod_node(pod))
         # The answer holds while no pod comes to, leaves or changes owner on these nodes and
         # no DaemonSet comes, goes or changes owner (which decides whose a pod is): most
         # reconciles at scale are for a pod's status, and walking every pod on every node of
         # the resource was 40 % of the operator's time converging 80 resources on 1000 nodes.
         key = (
             mine_uid,
-            objects.name(resource),
             self.caches.daemonsets.placement_version,
             tuple(sorted((node, pods.index_version(POD_NODE, node)) for node in mine)),
         )
