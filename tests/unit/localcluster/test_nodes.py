@@ -35,3 +35,12 @@ def test_manifest_keeps_standard_labels_and_adds_the_spec_ones() -> None:
     assert labels["kubernetes.io/hostname"] == "n1"
     assert labels["x"] == "y"
     assert "taints" not in manifest.get("spec", {})
+
+
+def test_manifest_advertises_the_spec_resources_besides_the_standard_ones() -> None:
+    manifest = nodes.manifest(nodes.NodeSpec("n1", resources={"gpu.intel.com/i915": "2"}))
+    for field in ("capacity", "allocatable"):
+        advertised = manifest["status"][field]
+        assert advertised["gpu.intel.com/i915"] == "2"
+        assert advertised["pods"] == "110"
+    assert "gpu.intel.com/i915" not in nodes.manifest(nodes.NodeSpec("n2"))["status"]["capacity"]

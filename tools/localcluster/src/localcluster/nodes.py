@@ -21,10 +21,12 @@ INTEL_LABELS: Mapping[str, str] = {f"{FEATURE_PREFIX}{name}": "true" for name in
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
-    """A fake node to create: its name and its labels besides the standard ones."""
+    """A fake node to create: its name, its labels besides the standard ones, and the extended
+    resources it advertises besides cpu, memory and pods (kwok keeps a node's status)."""
 
     name: str
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    resources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def intel_nodes(count: int, prefix: str = "intel-node") -> list[NodeSpec]:
@@ -57,7 +59,7 @@ def manifest(spec: NodeSpec) -> http.JsonObject:
         "type": "kwok",
         **spec.labels,
     }
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", **spec.resources}
     return {
         "apiVersion": "v1",
         "kind": "Node",
