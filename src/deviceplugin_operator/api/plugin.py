@@ -93,9 +93,7 @@ class DevicePluginStatus(wire.Model):
     conditions: (
         Annotated[
             list[meta.Condition],
-            pydantic.Field(
-                json_schema_extra=_ATOMIC_LIST
-            ),
+            pydantic.Field(json_schema_extra=_ATOMIC_LIST),
         ]
         | None
     ) = None
@@ -107,9 +105,7 @@ class DevicePluginStatus(wire.Model):
     devices: (
         Annotated[
             list[AdvertisedDevice],
-            pydantic.Field(
-                json_schema_extra=_ATOMIC_LIST
-            ),
+            pydantic.Field(json_schema_extra=_ATOMIC_LIST),
         ]
         | None
     ) = None
