@@ -207,8 +207,9 @@ async def run_all(
     say(f"Work directory (cluster, logs): {workdir}")
     records: dict[str, list[dict[str, Any]]] = {}
     context_extra: dict[str, Any] = {}
-    await asyncio.to_thread(bench.up)
     try:
+        # inside: a failure after the control plane started (the CRDs) must stop it too
+        await asyncio.to_thread(bench.up)
         async with kube.Api(bench.cluster) as api:
             bench.api = api
             if "startup" in args.scenarios:

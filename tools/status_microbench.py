@@ -103,9 +103,11 @@ class _Clock:
         return self.now
 
 
-async def _setup(
+async def reconciled_resource(
     clock: _Clock | None = None,
 ) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
+    """GpuDevicePlugin ``a`` reconciled with its DaemonSet's ``PODS`` pods ready on nodes with
+    devices: the fake client holds the status the reconciler wrote, the caches show it."""
     kube, cached, rec = await one_gpu_resource(status_interval=0, clock=clock or _Clock())
     await rec.reconcile("a")
     (ds,) = kube.stored(resources.DAEMON_SETS)
@@ -130,7 +132,7 @@ Scenario = Callable[[int, cProfile.Profile | None], Awaitable[list[float]]]
 
 
 async def _steady(rounds: int, profiler: cProfile.Profile | None) -> list[float]:
-    kube, _, rec = await _setup()
+    kube, _, rec = await reconciled_resource()
     kube.reset_counts()
     times = [await _timed(rec, profiler) for _ in range(rounds)]
     assert kube.writes == 0, "the steady scenario must write nothing"
@@ -139,7 +141,7 @@ async def _steady(rounds: int, profiler: cProfile.Profile | None) -> list[float]
 
 async def _ticking(rounds: int, profiler: cProfile.Profile | None) -> list[float]:
     clock = _Clock()
-    kube, _, rec = await _setup(clock)
+    kube, _, rec = await reconciled_resource(clock)
     kube.reset_counts()
     times = []
     for _ in range(rounds):
@@ -150,7 +152,7 @@ async def _ticking(rounds: int, profiler: cProfile.Profile | None) -> list[float
 
 
 async def _change(rounds: int, profiler: cProfile.Profile | None) -> list[float]:
-    kube, cached, rec = await _setup()
+    kube, cached, rec = await reconciled_resource()
     kube.reset_counts()
     state = {"round": 0}
 
