@@ -1,8 +1,8 @@
 """Kubernetes Events about our resources (``kubectl describe gpudeviceplugin ...`` shows them).
 
-Recording never blocks or fails a reconcile: each Event is created by a background task and a
-failure is only logged. Events of cluster-scoped resources live in the ``default``
-namespace, as client-go's recorder puts them.
+Recording never blocks or fails a reconcile: each Event is created by a background task, a
+tenth of a second after the change it tells of, and a failure is only logged. Events of
+cluster-scoped resources live in the ``default`` namespace, as client-go's recorder puts them.
 
 An install whose RBAC does not let the operator create Events there (the reference operator's:
 it grants Events only in the operator's namespace) loses them and nothing else: the first
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import logging
 import uuid
 
@@ -22,14 +23,25 @@ from deviceplugin_operator.kube import client, errors, objects, resources
 log = logging.getLogger(__name__)
 
 COMPONENT = "intel-deviceplugin-operator"
+EVENT_DELAY = 0.1
+"""Seconds between a change and the creation of its Event (its timestamps are the change's).
+Events are read by people; the DaemonSet write they tell of is followed at once by the API
+server's watch fan-out to the DaemonSet controller and every other watcher, which an Event
+created in the same milliseconds slows on a busy control plane."""
 
 
 class Recorder:
     """Creates core/v1 Events for objects."""
 
-    def __init__(self, kube: client.KubeClient, *, component: str = COMPONENT):
+    def __init__(
+        self, kube: client.KubeClient, *, component: str = COMPONENT, delay: float = EVENT_DELAY
+    ):
         self.kube = kube
         self.component = component
+        self.delay = delay
+        self._waiting: dict[int, tuple[asyncio.TimerHandle, objects.JsonObject]] = {}
+        """Events whose delay has not ended, by a number of their own."""
+        self._numbers = itertools.count()
         self._pending: set[asyncio.Task[None]] = set()
         self._refused: set[str] = set()
         """Namespaces where creating an Event was refused (logged once)."""
@@ -41,19 +53,30 @@ class Recorder:
         self._record(obj, "Warning", reason, message)
 
     def _record(self, obj: objects.JsonObject, type_: str, reason: str, message: str) -> None:
-        task = asyncio.create_task(self._create(obj, type_, reason, message))
+        event = self._event(obj, type_, reason, message)
+        number = next(self._numbers)
+        handle = asyncio.get_running_loop().call_later(self.delay, self._due, number)
+        self._waiting[number] = (handle, event)
+
+    def _due(self, number: int) -> None:
+        _, event = self._waiting.pop(number)
+        self._start(event)
+
+    def _start(self, event: objects.JsonObject) -> None:
+        task = asyncio.create_task(self._create(event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _create(self, obj: objects.JsonObject, type_: str, reason: str, message: str) -> None:
-        namespace = objects.namespace(obj) or "default"
+    def _event(
+        self, obj: objects.JsonObject, type_: str, reason: str, message: str
+    ) -> objects.JsonObject:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
+        return {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
                 "name": f"{objects.name(obj)}.{uuid.uuid4().hex[:16]}",
-                "namespace": namespace,
+                "namespace": objects.namespace(obj) or "default",
             },
             "involvedObject": {
                 "apiVersion": obj.get("apiVersion"),
@@ -71,6 +94,10 @@ class Recorder:
             "lastTimestamp": now,
             "count": 1,
         }
+
+    async def _create(self, event: objects.JsonObject) -> None:
+        namespace = str(event["metadata"]["namespace"])
+        reason = event["reason"]
         try:
             await self.kube.create(resources.EVENTS, event, namespace=namespace)
         except errors.Forbidden as error:
@@ -90,6 +117,11 @@ class Recorder:
             log.warning("Recording an event failed", extra={"reason": reason, "error": str(error)})
 
     async def flush(self) -> None:
-        """Wait for the Events being created (used at shutdown and in tests)."""
+        """Create the Events still waiting at once and wait for all being created (used at
+        shutdown and in tests)."""
+        waiting, self._waiting = self._waiting, {}
+        for handle, event in waiting.values():
+            handle.cancel()
+            self._start(event)
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)

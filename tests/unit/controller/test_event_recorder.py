@@ -4,6 +4,7 @@ error loop (the reference operator's RBAC grants Events only in its own namespac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -53,3 +54,28 @@ async def test_other_failures_are_still_logged_each_time(caplog: pytest.LogCaptu
             recorder.normal(PLUGIN, "Created", "x")
             await recorder.flush()
     assert [r.getMessage() for r in caplog.records] == ["Recording an event failed"] * 2
+
+
+async def test_an_event_is_created_after_its_delay_with_the_time_of_the_change() -> None:
+    kube = FakeKubeClient()
+    recorder = events.Recorder(kube, delay=0.2)
+    recorder.normal(PLUGIN, "Updated", "Updated DaemonSet x")
+    stamped = recorder._waiting[0][1]["firstTimestamp"]
+    await asyncio.sleep(0.05)
+    assert kube.stored(resources.EVENTS) == []  # not in the milliseconds after the change
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*recorder._pending)
+    (stored,) = kube.stored(resources.EVENTS)
+    assert (stored["reason"], stored["firstTimestamp"]) == ("Updated", stamped)
+
+
+async def test_flush_creates_the_waiting_events_at_once() -> None:
+    kube = FakeKubeClient()
+    recorder = events.Recorder(kube, delay=3600)
+    recorder.normal(PLUGIN, "Created", "Created DaemonSet x")
+    recorder.warning(PLUGIN, "ImageUpgraded", "y")
+    await asyncio.wait_for(recorder.flush(), 5)
+    reasons = sorted(e["reason"] for e in kube.stored(resources.EVENTS))
+    assert reasons == ["Created", "ImageUpgraded"]
+    await recorder.flush()  # nothing left waiting: the cancelled timers never fire
+    assert len(kube.stored(resources.EVENTS)) == 2
