@@ -467,12 +467,20 @@ def render_bench_convergence() -> str:
     )
 
 
-def render_bench_grid() -> str:
-    doc = _results("convergence", RESULTS / "full-grid")
+def _full_size_block(directory: str) -> str:
+    doc = _results("convergence", RESULTS / directory)
     return (
         f"{_table(CONVERGENCE_HEAD, _convergence_rows(doc))}\n\n"
-        f"From `bench/results/full-grid/convergence.json` ({_run(doc)})."
+        f"From `bench/results/{directory}/convergence.json` ({_run(doc)})."
     )
+
+
+def render_bench_grid() -> str:
+    return _full_size_block("full-grid")
+
+
+def render_bench_final() -> str:
+    return _full_size_block("full-final")
 
 
 def _memory_level(record: Mapping[str, Any]) -> str:
@@ -544,7 +552,7 @@ def render_memory() -> str:
 
 
 def render_readme_ratios() -> str:
-    grid = _results("convergence", RESULTS / "full-grid")
+    grid = _results("convergence", RESULTS / "full-final")
     quick, memory = _results("convergence"), _results("memory")
     levels = {
         r["parameters"]["unrelated_pods"]: r
@@ -587,6 +595,7 @@ BLOCKS: Mapping[str, Callable[[], str]] = {
     "bench-admission": render_bench_admission,
     "bench-convergence": render_bench_convergence,
     "bench-grid": render_bench_grid,
+    "bench-final": render_bench_final,
     "bench-memory": render_bench_memory,
     "bench-goals": render_bench_goals,
 }
