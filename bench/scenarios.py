@@ -256,16 +256,7 @@ class Bench:
         started = time.monotonic()
         self.cluster.up(self.node_specs(self.size.nodes), timeout=300)
         self.kubectl("apply", "--server-side", "-f", str(CRDS))
-        # kubectl wait fails at once on a CRD whose status has no conditions yet
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        self.cluster.wait_crds_established()
         self.kubectl("create", "namespace", NAMESPACE, check=False)
         self.kubectl("create", "namespace", UNRELATED_NAMESPACE, check=False)
         say(

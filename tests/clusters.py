@@ -17,7 +17,6 @@ from typing import Any
 
 from localcluster import cluster as localcluster
 from localcluster import http, nodes
-from polling import eventually
 
 GPU_LABEL = nodes.FEATURE_PREFIX + "gpu"
 
@@ -76,18 +75,7 @@ class TestCluster:
     def install_crds(self, directory: pathlib.Path) -> None:
         """Apply the CRDs in ``directory`` and wait until every one is Established."""
         self.kubectl("apply", "--server-side", "-f", str(directory))
-
-        def established() -> bool:
-            items = self.kubectl_json("get", "crd")["items"]
-            return all(
-                any(
-                    c["type"] == "Established" and c["status"] == "True"
-                    for c in (item.get("status") or {}).get("conditions") or []
-                )
-                for item in items
-            )
-
-        eventually(established, timeout=60, what="the CRDs to be Established")
+        self.cluster.wait_crds_established()
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)

@@ -166,21 +166,7 @@ def up(node_count: int) -> int:
     kubectl(
         kubeconfig, "apply", "--server-side", "-f", str(ROOT / "deployments/operator/crd/bases")
     )
-    deadline = time.monotonic() + 60
-    while (
-        kubectl(
-            kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-            check=False,
-        )
-        == ""
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.5)
+    local.wait_crds_established()
     kubectl(kubeconfig, "create", "namespace", NAMESPACE, check=False)
     start_operator(kubeconfig)
     manifests = kubectl(kubeconfig, "kustomize", str(ROOT / "deployments/operator/samples"))

@@ -118,18 +118,10 @@ async def measure(handle: lc_cluster.Cluster, rounds: int) -> None:
             )
 
 
-def established(handle: lc_cluster.Cluster, crd: dict[str, Any], timeout: float = 60) -> None:
+def established(handle: lc_cluster.Cluster, crd: dict[str, Any]) -> None:
     """Create ``crd`` and wait until the API server serves it."""
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    handle.api().create(path, crd)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stored = handle.api().get(f"{path}/{crd['metadata']['name']}") or {}
-        conditions = (stored.get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"CRD {crd['metadata']['name']} not Established within {timeout:.0f}s")
+    handle.api().create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    handle.wait_crds_established([crd["metadata"]["name"]])
 
 
 def main() -> None:

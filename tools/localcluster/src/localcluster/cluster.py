@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -246,6 +246,25 @@ class Cluster:
             return self.api().ready()
         except errors.ClusterError:
             return False
+
+    def wait_crds_established(
+        self, names: Iterable[str] | None = None, *, timeout: float = 60.0
+    ) -> None:
+        """Wait until the apiserver serves every CRD, or the CRDs ``names``: each is
+        Established. (``kubectl wait`` fails at once on a CRD whose status has no conditions
+        yet, so a caller that has just created CRDs cannot use it alone.)"""
+        wanted = None if names is None else set(names)
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = crds_not_established(self.api().get(path) or {}, wanted)
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise errors.ClusterError(
+                    f"CRDs not Established within {timeout:.0f}s: {', '.join(waiting)}"
+                )
+            time.sleep(0.2)
 
     # Lifecycle ---------------------------------------------------------------------------
     def up(self, node_specs: Sequence[nodes.NodeSpec], *, timeout: float = START_TIMEOUT) -> State:
@@ -810,6 +829,21 @@ class Cluster:
             raise errors.ClusterError(f"Labelling {state.node.name} answered {status}: {body!r}")
         state.node.labels = labels
         self._save(state)
+
+
+def crds_not_established(listing: Mapping[str, Any], names: set[str] | None = None) -> list[str]:
+    """Sorted names of the CRDs in ``listing`` (a CustomResourceDefinitionList) that are not
+    Established yet, plus those of ``names`` it does not hold; every CRD when ``names`` is None."""
+    established = set()
+    present = set()
+    for item in listing.get("items") or []:
+        name = item["metadata"]["name"]
+        present.add(name)
+        conditions = (item.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            established.add(name)
+    wanted = present if names is None else names
+    return sorted(wanted - established)
 
 
 @contextlib.contextmanager
