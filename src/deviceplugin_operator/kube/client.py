@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from deviceplugin_operator.kube import errors, library, objects, resources
+from deviceplugin_operator.kube import errors, library, objects, resources, wirejson
 
 k8s_client, k8s_config, k8s_exceptions = library.load()
 
@@ -419,7 +419,7 @@ class HttpKubeClient:
         )
         data = await _successful_body(response, method, path)
         try:
-            decoded: objects.JsonObject = json.loads(data)
+            decoded: objects.JsonObject = wirejson.loads(data)
         except ValueError as exc:
             raise errors.TransportError(f"{method} {path} answered with non-JSON") from exc
         return decoded
@@ -503,7 +503,7 @@ class HttpKubeClient:
                     return
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = wirejson.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     raise errors.from_status(int(obj.get("code") or 500), obj)
