@@ -43,6 +43,7 @@ async def stored_and_cached(
         caches,
         recorder=events.Recorder(kube),
         status_interval=0,  # each reconcile's status at once (coalescing: test_status_coalescing)
+        progress_interval=0,
         **options,
     )
     return kube, caches, rec

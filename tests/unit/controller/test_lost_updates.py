@@ -107,6 +107,7 @@ class Operator:
             self.caches,
             recorder=events.Recorder(kube),
             status_interval=status_interval,
+            progress_interval=status_interval,
         )
         self.controller = manager.Controller(self.reconciler, 1)
         self.caches.plugins.add_handler(self.controller.on_plugin)

@@ -26,7 +26,13 @@ async def reconciler_of_one_resource() -> tuple[
     cached = caches(kube)
     cached.plugins.store.upsert(copy.deepcopy(stored))
     rec = reconciler.Reconciler(
-        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
+        GPU,
+        CONFIG,
+        kube,
+        cached,
+        recorder=events.Recorder(kube),
+        status_interval=0,
+        progress_interval=0,
     )
     return kube, cached, rec
 
@@ -113,7 +119,13 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
     }
     cached.daemonsets.store.upsert(ds)
     rec = reconciler.Reconciler(
-        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
+        GPU,
+        CONFIG,
+        kube,
+        cached,
+        recorder=events.Recorder(kube),
+        status_interval=0,
+        progress_interval=0,
     )
     controller = manager.Controller(rec, 1)
     modified = informer.EventType.MODIFIED

@@ -37,7 +37,13 @@ async def reconciled() -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconci
     await kube.create(GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {"logLevel": 2}})
     cached = caches(kube)
     rec = reconciler.Reconciler(
-        GPU, CONFIG, kube, cached, recorder=events.Recorder(kube), status_interval=0
+        GPU,
+        CONFIG,
+        kube,
+        cached,
+        recorder=events.Recorder(kube),
+        status_interval=0,
+        progress_interval=0,
     )
     await sync(kube, cached)
     await rec.reconcile("a")

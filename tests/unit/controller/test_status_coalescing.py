@@ -1,14 +1,17 @@
 """Status writes of one resource are at least ``STATUS_INTERVAL`` apart, and none follows a
 DaemonSet write at once: the burst of DaemonSet and pod changes after a write ends in one or
 two status writes with the final state instead of one per intermediate state
-(docs/benchmarks.md, "Status writes per change"). No status change is ever lost: a write due
-inside the interval is made at its end."""
+(docs/benchmarks.md, "Status writes per change"). A write that only counts (pods, nodes,
+devices, the conditions' messages) waits ``PROGRESS_INTERVAL`` after the last one. No status
+change is ever lost: a write due inside an interval is made at its end."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
+import pytest
 from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, caches, one_gpu_resource
 
 import fakes
@@ -17,6 +20,7 @@ from deviceplugin_operator.controller import events, reconciler
 from deviceplugin_operator.kube import objects, resources
 
 INTERVAL = 0.05
+PROGRESS = 10 * INTERVAL
 
 
 class Clock:
@@ -32,7 +36,9 @@ class Clock:
 async def one_resource(
     clock: Clock,
 ) -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconciler.Reconciler]:
-    return await one_gpu_resource(status_interval=INTERVAL, monotonic=clock)
+    return await one_gpu_resource(
+        status_interval=INTERVAL, progress_interval=PROGRESS, monotonic=clock
+    )
 
 
 async def written_once(
@@ -113,7 +119,7 @@ async def test_a_change_after_a_quiet_interval_is_written_at_once() -> None:
     kube, cached, rec = await written_once(clock)
     assert status_patches(kube) == 1
 
-    clock.now += 10 * INTERVAL
+    clock.now += PROGRESS
     ds_status(kube, cached, desiredNumberScheduled=1, numberReady=1)
     assert await rec.reconcile("a") is None
     assert status_patches(kube) == 2
@@ -185,3 +191,122 @@ async def test_a_resource_turning_ready_is_written_at_once() -> None:
     written = (await kube.get(GPU_PLUGINS, "a"))["status"]
     (ready,) = [c for c in written["conditions"] if c["type"] == "Ready"]
     assert ready["status"] == "True"
+
+
+async def test_counts_alone_wait_for_the_progress_interval_and_are_written_once() -> None:
+    clock = Clock()
+    kube, cached, rec = await written_once(clock)
+    written_at = clock.now
+    assert status_patches(kube) == 1
+
+    # Plugin pods come up one after another, each past the status interval of the last write.
+    for desired, elapsed in ((3, 2 * INTERVAL), (3, 4 * INTERVAL), (3, 6 * INTERVAL)):
+        clock.now = written_at + elapsed
+        ds_status(kube, cached, desiredNumberScheduled=desired, numberReady=0)
+        wait = await rec.reconcile("a")
+        assert wait is not None
+        assert abs(wait - (PROGRESS - elapsed)) < 1e-9, "it comes back when it may write"
+        ds_status(kube, cached, desiredNumberScheduled=desired, numberReady=0)
+    assert status_patches(kube) == 1
+
+    clock.now = written_at + PROGRESS
+    assert await rec.reconcile("a") is None
+    assert status_patches(kube) == 2
+    written = (await kube.get(GPU_PLUGINS, "a"))["status"]
+    assert (written["desiredNumberScheduled"], written["numberReady"]) == (3, 0)
+
+
+async def test_a_new_generation_is_written_after_the_status_interval_only() -> None:
+    clock = Clock()
+    kube, cached, rec = await written_once(clock)
+    stored = await kube.get(GPU_PLUGINS, "a")
+    assert stored["status"]["observedGeneration"] == 1
+
+    changed = copy.deepcopy(stored)
+    changed["metadata"]["generation"] = 2  # a spec change that renders the same DaemonSet
+    cached.plugins.store.upsert(changed)
+    clock.now += 2 * INTERVAL  # past the status interval, well inside the progress interval
+    await rec.reconcile("a")
+    assert status_patches(kube) == 2
+    assert (await kube.get(GPU_PLUGINS, "a"))["status"]["observedGeneration"] == 2
+
+
+def condition(kind: str, state: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+STORED = {
+    "observedGeneration": 1,
+    "controlledDaemonSet": {"name": "intel-gpu-plugin-a", "uid": "u1"},
+    "desiredNumberScheduled": 3,
+    "numberReady": 1,
+    "nodeNames": ["n0"],
+    "conditions": [
+        condition("Ready", "False", "PodsNotReady", "1 of 3 plugin pods are ready"),
+        condition("Degraded", "False", "AsExpected", "No problem observed"),
+    ],
+}
+
+
+def changed(**fields: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(STORED), **fields}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "counts_only"),
+    [
+        (changed(numberReady=2, nodeNames=["n0", "n1"]), True),
+        (
+            changed(
+                numberReady=2,
+                conditions=[
+                    condition("Ready", "False", "PodsNotReady", "2 of 3 plugin pods are ready"),
+                    STORED["conditions"][1],
+                ],
+            ),
+            True,
+        ),
+        (changed(observedGeneration=2), False),
+        (changed(controlledDaemonSet={"name": "intel-gpu-plugin-a", "uid": "u2"}), False),
+        (
+            changed(
+                conditions=[
+                    STORED["conditions"][0],
+                    condition("Degraded", "True", "PodsFailing", "1 pod fails"),
+                ]
+            ),
+            False,
+        ),
+        (
+            changed(
+                conditions=[
+                    condition("Ready", "False", "NoNodes", "No node is selected"),
+                    STORED["conditions"][1],
+                ]
+            ),
+            False,
+        ),
+        (changed(conditions=STORED["conditions"][:1]), False),
+        ({k: v for k, v in STORED.items() if k != "nodeNames"}, False),
+    ],
+    ids=[
+        "counts",
+        "a message",
+        "observedGeneration",
+        "another DaemonSet",
+        "a condition's status",
+        "a condition's reason",
+        "a condition gone",
+        "a field gone",
+    ],
+)
+def test_what_counts_only(wanted: dict[str, Any], counts_only: bool) -> None:
+    assert reconciler._counts_only(STORED, wanted) is counts_only
+    assert reconciler._counts_only({}, wanted) is False, "a first status is never held"

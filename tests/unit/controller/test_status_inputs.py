@@ -49,6 +49,7 @@ class World:
             clock=self.clock,
             devices_grace=GRACE,
             status_interval=0,
+            progress_interval=0,
         )
 
     @classmethod
