@@ -18,6 +18,9 @@ GPU_PLUGINS = resources.Resource.of(
 )
 NAMESPACE = "plugins"
 CONFIG = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
+WRITE_AT_ONCE = {"status_interval": 0.0, "progress_interval": 0.0}
+"""Reconciler options for a status written by each reconcile that changes it, no interval
+held (the intervals themselves: test_status_coalescing)."""
 
 
 def plugins_of(kind: devices.DeviceKind[Any]) -> resources.Resource:

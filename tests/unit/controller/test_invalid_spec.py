@@ -42,8 +42,7 @@ async def stored_and_cached(
         kube,
         caches,
         recorder=events.Recorder(kube),
-        status_interval=0,  # each reconcile's status at once (coalescing: test_status_coalescing)
-        progress_interval=0,
+        **gpu_reconciler.WRITE_AT_ONCE,
         **options,
     )
     return kube, caches, rec

@@ -80,8 +80,7 @@ async def setup() -> tuple[PruningKube, reconciler.Caches, reconciler.Reconciler
         caches,
         recorder=events.Recorder(kube),
         clock=clock,
-        status_interval=0,  # each reconcile's status at once (coalescing: test_status_coalescing)
-        progress_interval=0,
+        **gpu_reconciler.WRITE_AT_ONCE,
     )
     kube.reset_counts()
     return kube, caches, rec, clock

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, WRITE_AT_ONCE, caches
 
 import fakes
 from deviceplugin_operator import manager
@@ -31,8 +31,7 @@ async def reconciler_of_one_resource() -> tuple[
         kube,
         cached,
         recorder=events.Recorder(kube),
-        status_interval=0,
-        progress_interval=0,
+        **WRITE_AT_ONCE,
     )
     return kube, cached, rec
 
@@ -124,8 +123,7 @@ def test_pod_updates_that_change_no_status_input_queue_nothing() -> None:
         kube,
         cached,
         recorder=events.Recorder(kube),
-        status_interval=0,
-        progress_interval=0,
+        **WRITE_AT_ONCE,
     )
     controller = manager.Controller(rec, 1)
     modified = informer.EventType.MODIFIED

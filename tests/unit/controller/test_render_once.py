@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 import pytest
-from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, WRITE_AT_ONCE, caches
 
 import fakes
 from deviceplugin_operator.controller import events, reconciler
@@ -42,8 +42,7 @@ async def reconciled() -> tuple[fakes.FakeKubeClient, reconciler.Caches, reconci
         kube,
         cached,
         recorder=events.Recorder(kube),
-        status_interval=0,
-        progress_interval=0,
+        **WRITE_AT_ONCE,
     )
     await sync(kube, cached)
     await rec.reconcile("a")

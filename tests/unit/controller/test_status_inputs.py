@@ -11,7 +11,7 @@ import copy
 import datetime
 from typing import Any
 
-from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, caches
+from gpu_reconciler import CONFIG, GPU, GPU_PLUGINS, NAMESPACE, WRITE_AT_ONCE, caches
 
 import fakes
 from deviceplugin_operator.controller import events, reconciler
@@ -48,8 +48,7 @@ class World:
             recorder=events.Recorder(kube),
             clock=self.clock,
             devices_grace=GRACE,
-            status_interval=0,
-            progress_interval=0,
+            **WRITE_AT_ONCE,
         )
 
     @classmethod
