@@ -26,9 +26,16 @@ anything the cluster or the host refuses at start-up (``manager.StartupError``) 
 
 from __future__ import annotations
 
+import gc
+
+# The imports below make ~90,000 tracked objects that live as long as the process (modules,
+# classes, models) and ~2,000 of garbage (~100 KiB): the ~130 collections they would trigger
+# cost ~50 ms of the start-up. So no collection runs during them; what they leave is frozen
+# (never scanned again, garbage included) and the collector is on again afterwards.
+gc.disable()
+
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -43,6 +50,9 @@ from typing import Any, NoReturn
 import deviceplugin_operator.tls_defaults  # noqa: F401
 from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
+
+gc.freeze()
+gc.enable()
 
 log = logging.getLogger(__name__)
 
@@ -738,8 +748,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "deviceplugin-operator")
         "Starting operator",
         extra={"devices": ",".join(config.devices), "namespace": config.plugin_namespace},
     )
-    # What exists now (modules, models, their schemas) lives as long as the process: the
-    # collector need not scan it on every full collection, which shortens its pauses.
+    # What exists now (the imports' objects are frozen already; settings, logging) lives as
+    # long as the process: the collector need not scan it on every full collection, which
+    # shortens its pauses.
     gc.freeze()
     try:
         return asyncio.run(_run(config, options))

@@ -1,13 +1,14 @@
 """aiohttp imported with its default TLS contexts' CA bundles loaded off the start-up path.
 
 ``aiohttp.connector`` creates two default SSL contexts when it is imported, and each loads the
-system's CA bundle: ~40 ms together, a tenth of the operator's start-up. The operator never
-uses them (its API client brings a context of its own, its servers too). cli.py imports this
-module first: aiohttp is imported here with that load deferred (``SSLContext``'s
-``set_default_verify_paths`` recorded instead of run), and a thread then loads the bundles into
-those same contexts, in parallel with the rest of the start-up (OpenSSL reads them without
-holding the GIL). Until it is done, a request on a default context would fail verification,
-never pass it. When aiohttp was imported before, nothing is done.
+system's CA bundle: ~50 ms of CPU together. The operator never uses them (its API client brings
+a context of its own, its servers too). cli.py imports this module first: aiohttp is imported
+here with that load deferred (``SSLContext``'s ``set_default_verify_paths`` recorded instead of
+run), and a thread loads the bundles into those same contexts ``LOAD_AFTER`` seconds later,
+once the start-up is over. A thread that loaded them at once still took that CPU from the
+start-up, on two cores shared with the API server (measured: the process's CPU over its first
+second 490 -> 370 ms without it). Until they are loaded, a request on a default context would
+fail verification, never pass it. When aiohttp was imported before, nothing is done.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import ssl
 import sys
 import threading
 
+LOAD_AFTER = 2.0
+"""Seconds from the import to the loading of the bundles."""
+
 deferred: list[ssl.SSLContext] = []
 """The contexts whose CA bundle is loaded by ``loading``."""
 
-loading: threading.Thread | None = None
-"""The thread that loads them (None when nothing was deferred)."""
+loading: threading.Timer | None = None
+"""The thread that loads them, after ``LOAD_AFTER`` seconds (None when nothing was deferred)."""
 
 
 def _record(context: ssl.SSLContext) -> None:
@@ -45,7 +49,8 @@ def _import_aiohttp() -> None:
     finally:
         delattr(ssl.SSLContext, "set_default_verify_paths")
     if deferred:
-        loading = threading.Thread(target=_load, args=(deferred,), name="ca-bundles", daemon=True)
+        loading = threading.Timer(LOAD_AFTER, _load, args=(deferred,))
+        loading.name, loading.daemon = "ca-bundles", True
         loading.start()
 
 
