@@ -158,8 +158,13 @@ class Informer:
         task, self._task = self._task, None
         await tasks.cancel_and_wait(task)
 
+    async def list_first(self) -> None:
+        """Make the first LIST now, before ``start``, raising what it raises: a start-up check
+        that is also the cache's fill. The task then begins with the watch."""
+        await self._list()
+
     async def run(self) -> None:
-        """List and watch until cancelled."""
+        """List (unless ``list_first`` did) and watch until cancelled."""
         resync = None
         if self.resync_period:
             resync = asyncio.create_task(self._resync_forever(self.resync_period))
@@ -169,7 +174,7 @@ class Informer:
             await tasks.cancel_and_wait(resync)
 
     async def _list_and_watch_forever(self) -> None:
-        must_list = True
+        must_list = not self._synced.is_set()
         while True:
             try:
                 if must_list:

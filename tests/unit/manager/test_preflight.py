@@ -3,11 +3,13 @@ line naming its cause and its fix; a start that may go on makes reads only."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from deviceplugin_operator import devices, manager, settings
 from deviceplugin_operator.controller import election
-from deviceplugin_operator.kube import errors, resources
+from deviceplugin_operator.kube import errors, objects, resources
 from deviceplugin_operator.manager import preflight
 from fakes import FakeKubeClient
 
@@ -90,26 +92,42 @@ async def test_a_start_that_may_go_on_makes_one_read_per_check_and_no_write() ->
     assert (kube.requests["get"], kube.requests["list"]) == (3, 7)
 
 
-async def test_the_lists_match_nothing() -> None:
+async def test_the_lists_are_the_informers_first_lists_which_then_only_watch() -> None:
     kube = Refusing("plugins", "ops")
+    daemonset = {"metadata": {"name": "intel-gpu-plugin-a", "namespace": "plugins"}}
+    daemonset["metadata"]["labels"] = {"app": "intel-gpu-plugin"}
+    await kube.create(resources.DAEMON_SETS, daemonset, "plugins")
+    mgr = operator(kube)
+    await preflight.check(mgr, server=SERVER, kubeconfig=KUBECONFIG)
+    assert all(inf.synced for inf in mgr.informers)
+    assert [objects.name(ds) for ds in mgr.daemonsets.list()] == ["intel-gpu-plugin-a"]
+    listed = kube.requests["list"]
+    assert listed == len(mgr.informers)
+
     await kube.create(
         resources.DAEMON_SETS,
-        {"metadata": {"name": "intel-gpu-plugin", "namespace": "plugins"}},
+        {
+            "metadata": {
+                "name": "intel-gpu-plugin-b",
+                "namespace": "plugins",
+                "labels": {"app": "intel-gpu-plugin"},
+            }
+        },
         "plugins",
     )
-    checked = []
-    original = kube.list
-
-    async def listing(resource, namespace=None, **selectors):  # type: ignore[no-untyped-def]
-        found = await original(resource, namespace, **selectors)
-        checked.append((resource.plural, len(found.items), selectors["field_selector"]))
-        return found
-
-    kube.list = listing  # type: ignore[method-assign]
-    await preflight.check(operator(kube), server=SERVER, kubeconfig=KUBECONFIG)
-    assert checked
-    assert all(count == 0 for _, count, _ in checked)
-    assert {selector for _, _, selector in checked} == {preflight.NOTHING}
+    started = mgr.daemonsets.start()
+    try:
+        # The watch resumes from the check's list: the DaemonSet made since arrives by it.
+        for _ in range(100):
+            if mgr.daemonsets.get("plugins/intel-gpu-plugin-b") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert mgr.daemonsets.get("plugins/intel-gpu-plugin-b") is not None
+        assert kube.requests["list"] == listed
+        assert kube.requests["watch"] == 1
+    finally:
+        await mgr.daemonsets.stop()
+    assert started.done()
 
 
 @pytest.mark.parametrize(
