@@ -15,7 +15,10 @@ anyway or a cheap one:
   not serve (the CRDs are not installed). Nodes are the exception: they only feed the devices
   in the statuses, and the reference's RBAC, which this operator must run with, does not
   grant them, so a 403 there is a warning and the operator runs without them
-  (``Parts.without_nodes``);
+  (``Parts.without_nodes``). Their check is a LIST with a field selector that matches
+  nothing: a cluster's nodes take the longest to list (10 pages at 1,000 nodes), and the
+  webhooks and probes, served after these checks, do not wait for them; the node informer
+  lists them itself once started;
 * the Lease: GET, where a 403 stops the start (404: it is created when first leading).
 
 The first request also tells whether the API server can be reached and takes the credentials.
@@ -32,6 +35,9 @@ from deviceplugin_operator.kube import client, errors, resources
 from deviceplugin_operator.manager import composition, startup
 
 log = logging.getLogger(__name__)
+
+NOTHING = "metadata.name=deviceplugin-operator-start-up-check"
+"""A field selector no node matches: a LIST that checks only the permission."""
 
 CRDS = "deployments/operator/crd/bases"
 
@@ -103,8 +109,16 @@ class _Checks:
         await self._refusing("list", inf.resource, inf.namespace, inf.list_first)
 
     async def nodes(self, parts: composition.Parts) -> None:
+        nodes = parts.nodes
         try:
-            await self.listing(parts.nodes)
+            await self._refusing(
+                "list",
+                nodes.resource,
+                None,
+                lambda: self.kube.list(
+                    nodes.resource, label_selector=nodes.label_selector, field_selector=NOTHING
+                ),
+            )
         except startup.StartupError as refusal:
             reason = (
                 f"The devices the nodes advertise are not known: {refusal} "
