@@ -148,6 +148,11 @@ class Reconciler:
         self.nodes_unreadable: str | None = None
         """Why nodes cannot be read (set before the workers start, e.g. RBAC without them):
         statuses then carry no devices and ``DevicesAdvertised`` is Unknown."""
+        self.nodes_pending = False
+        """Whether the workers run before the node cache's first list arrived (the manager
+        sets it): a status that shows plugin pods waits for it, as their nodes' devices are
+        not known yet (the manager queues every resource again once they are); DaemonSets
+        and the statuses of resources without pods do not wait."""
         self.crd = f"{kind.plural}.{plugin.GROUP}"
         self._dropped: frozenset[str] = frozenset()
         """Status fields the kind's CRD does not keep (an older schema, e.g. the reference's:
@@ -495,6 +500,8 @@ class Reconciler:
         tracked = self._track(name)
         previous_raw = resource.get("status") or {}
         pods = [] if current is None else self.caches.pods.by_index(POD_OWNER, objects.uid(current))
+        if pods and self.nodes_pending:
+            return None
         nodes = {
             name: node
             for name in {where for pod in pods for where in pod_node(pod)}

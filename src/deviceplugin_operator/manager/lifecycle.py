@@ -137,14 +137,16 @@ class Manager(composition.Parts):
             inf.start()
 
     async def start_workers(self) -> bool:
-        """Start the reconcile workers once the DaemonSet, Pod and Node caches are filled,
-        unless the replica stopped leading meanwhile; whether they were started."""
-        # A reconcile against an empty cache would try to create DaemonSets that exist, or
-        # write statuses without the devices the nodes advertise.
+        """Start the reconcile workers once the DaemonSet and Pod caches are filled, unless
+        the replica stopped leading meanwhile; whether they were started.
+
+        The node cache may still be filling (at 1,000 nodes its list is the longest of the
+        start): until it is, statuses that show plugin pods wait (``nodes_pending``), and
+        every resource is queued again once it is filled."""
+        # A reconcile against an empty cache would try to create DaemonSets that exist.
         await self.daemonsets.wait_synced()
         await self.pods.wait_synced()
-        if self.nodes_unreadable is None:
-            await self.nodes.wait_synced()
+        nodes_pending = self.nodes_unreadable is None and not self.nodes.synced
         # Nothing below awaits: the election's callbacks cannot run between this check and
         # the workers' creation, so a loss either stops the start here or cancels them.
         if self._stopping:
@@ -154,6 +156,7 @@ class Manager(composition.Parts):
             return False
         for controller in self.controllers:
             controller.queue.reopen()
+            controller.reconciler.nodes_pending = nodes_pending
         if not self._handlers_added:
             # Queues fill only from here (each handler first gets every cached object), as
             # controller-runtime starts its sources with its controllers: a follower's queues
@@ -171,10 +174,20 @@ class Manager(composition.Parts):
                 self._tasks.append(
                     asyncio.create_task(controller.work(), name=f"{controller.name}-{index}")
                 )
+        if nodes_pending:
+            self._tasks.append(asyncio.create_task(self._nodes_listed(), name="nodes listed"))
         log.info("Started controllers", extra={"devices": ",".join(self.config.devices)})
         # The start-up's imports and first lists are freed heap by now, reconciles or not.
         self.heap_trimmer.worked()
         return True
+
+    async def _nodes_listed(self) -> None:
+        """Once the node cache is filled, statuses wait no more: every resource is queued."""
+        await self.nodes.wait_synced()
+        for controller in self.controllers:
+            controller.reconciler.nodes_pending = False
+            for resource in controller.reconciler.caches.plugins.list():
+                controller.queue.add(objects.name(resource))
 
     def cancel_workers(self) -> None:
         """Stop every reconcile now: synchronous, so nothing else runs in between."""
