@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 import dataclasses
 import datetime
 import re
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
 from deviceplugin_operator.kube import client, errors, objects, resources
@@ -462,6 +463,71 @@ class FakeKubeClient:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class HeldLists(FakeKubeClient):
+    """The fake, holding every list of ``held`` until ``release`` is set (a first list that
+    takes long, e.g. a cluster's nodes)."""
+
+    def __init__(self, held: resources.Resource) -> None:
+        super().__init__()
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def list(
+        self, resource: resources.Resource, namespace: str | None = None, **selectors: Any
+    ) -> client.ObjectList:
+        if resource == self.held:
+            await self.release.wait()
+        return await super().list(resource, namespace, **selectors)
+
+
+@contextlib.asynccontextmanager
+async def embedded_manager(
+    kube: FakeKubeClient, devices: tuple[str, ...], namespace: str = "plugins"
+) -> AsyncIterator[Any]:
+    """A ``manager.Manager`` of ``devices`` on ``kube``, serving (probes on a free port, no
+    webhooks, informers started) and stopped on exit; its workers are the test's to start."""
+    from deviceplugin_operator import manager, settings
+
+    config = settings.Settings(plugin_namespace=namespace, devices=devices)
+    options = manager.Options(health_probe_bind_address="127.0.0.1:0", webhook_port=0)
+    mgr = manager.Manager(config, options, kube)
+    await mgr.serve()
+    try:
+        yield mgr
+    finally:
+        await mgr.stop()
+
+
+def plugin_pod(
+    name: str, daemonset: JsonObject, node: str, *, namespace: str = "plugins", ready: bool = False
+) -> JsonObject:
+    """A Running pod of ``daemonset`` (its controller) on ``node``, Ready if ``ready``."""
+    labels = ((daemonset.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels) or {"app": "intel-gpu-plugin"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": objects.name(daemonset),
+                    "uid": objects.uid(daemonset),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        "status": {
+            "phase": "Running",
+            **({"conditions": [{"type": "Ready", "status": "True"}]} if ready else {}),
+        },
+    }
 
 
 # Selectors -------------------------------------------------------------------------------

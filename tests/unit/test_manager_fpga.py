@@ -4,19 +4,16 @@ operator is not ready, nor judges FPGA pods, before their first lists are in."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 import fakes
-from deviceplugin_operator import manager, settings
+from deviceplugin_operator import manager
 from deviceplugin_operator.api import fpga as fpga_api
-from deviceplugin_operator.kube import client, resources
+from deviceplugin_operator.kube import resources
 from polling import eventually_async
 
 IFACE = "ce48969398f05f33946d560708be108a"
@@ -51,33 +48,6 @@ def region(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-class HeldListKube(fakes.FakeKubeClient):
-    """Holds every list of AcceleratorFunctions until ``release`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def list(
-        self, resource: resources.Resource, namespace: str | None = None, **selectors: Any
-    ) -> client.ObjectList:
-        if resource == FUNCTIONS:
-            await self.release.wait()
-        return await super().list(resource, namespace, **selectors)
-
-
-@contextlib.asynccontextmanager
-async def serving(kube: fakes.FakeKubeClient, devices: tuple[str, ...]) -> AsyncIterator[Any]:
-    config = settings.Settings(plugin_namespace="plugins", devices=devices)
-    options = manager.Options(health_probe_bind_address="127.0.0.1:0", webhook_port=0)
-    mgr = manager.Manager(config, options, kube)
-    await mgr.serve()
-    try:
-        yield mgr
-    finally:
-        await mgr.stop()
-
-
 async def readyz(mgr: manager.Manager) -> int:
     async with (
         aiohttp.ClientSession() as session,
@@ -90,7 +60,7 @@ async def test_mappings_of_every_namespace_follow_adds_updates_and_deletes() -> 
     kube = fakes.FakeKubeClient()
     await kube.create(FUNCTIONS, function("nlb0", "team-a"))
     await kube.create(REGIONS, region("arria10", "team-b"))
-    async with serving(kube, ("fpga",)) as mgr:
+    async with fakes.embedded_manager(kube, ("fpga",)) as mgr:
         mappings = mgr.fpga_mappings
 
         async def listed() -> bool:
@@ -128,7 +98,7 @@ async def test_an_unmappable_update_removes_the_mapping_and_is_logged(
 ) -> None:
     kube = fakes.FakeKubeClient()
     await kube.create(FUNCTIONS, function("nlb0", "team"))
-    async with serving(kube, ("fpga",)) as mgr:
+    async with fakes.embedded_manager(kube, ("fpga",)) as mgr:
         await eventually_async(lambda: _has(mgr, "team", "fpga.intel.com/nlb0"), timeout=5)
         with caplog.at_level(logging.WARNING, logger="deviceplugin_operator.manager"):
             # The CRD's pattern admits an odd number of hex digits, which are no bytes.
@@ -149,9 +119,9 @@ async def _has(mgr: manager.Manager, namespace: str, resource: str) -> bool:
 
 
 async def test_readiness_and_fpga_pods_wait_for_the_first_lists() -> None:
-    kube = HeldListKube()
+    kube = fakes.HeldLists(FUNCTIONS)
     await kube.create(FUNCTIONS, function("nlb0", "team"))
-    async with serving(kube, ("fpga", "gpu")) as mgr:
+    async with fakes.embedded_manager(kube, ("fpga", "gpu")) as mgr:
         await mgr.daemonsets.wait_synced()
         await mgr.pods.wait_synced()
         for inf in mgr.plugin_informers:
@@ -171,7 +141,7 @@ async def test_readiness_and_fpga_pods_wait_for_the_first_lists() -> None:
 
 async def test_without_fpga_nothing_is_watched() -> None:
     kube = fakes.FakeKubeClient()
-    async with serving(kube, ("gpu",)) as mgr:
+    async with fakes.embedded_manager(kube, ("gpu",)) as mgr:
         assert mgr.mapping_informers == []
         await eventually_async(lambda: _synced(mgr), timeout=5)
         watched = {call.resource for call in kube.calls}

@@ -19,29 +19,6 @@ GPU_PLUGINS = resources.Resource.of(
 NAMESPACE = "plugins"
 
 
-def plugin_pod(name: str, daemonset: dict[str, Any], node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {"app": "intel-gpu-plugin"},
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "DaemonSet",
-                    "name": objects.name(daemonset),
-                    "uid": objects.uid(daemonset),
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
-        "status": {"phase": "Running"},
-    }
-
-
 async def plugin_daemonsets(kube: fakes.FakeKubeClient, count: int) -> dict[str, dict[str, Any]]:
     """The operator's DaemonSets by resource name, once there are ``count`` of them."""
 
@@ -75,9 +52,9 @@ async def test_plugins_sharing_a_node_degrade_both_and_recover_when_one_goes() -
     await mgr.start()
     try:
         made = await plugin_daemonsets(kube, 3)
-        await kube.create(resources.PODS, plugin_pod("l", made["left"], "node-1"), NAMESPACE)
-        await kube.create(resources.PODS, plugin_pod("r", made["right"], "node-1"), NAMESPACE)
-        await kube.create(resources.PODS, plugin_pod("a", made["apart"], "node-2"), NAMESPACE)
+        await kube.create(resources.PODS, fakes.plugin_pod("l", made["left"], "node-1"), NAMESPACE)
+        await kube.create(resources.PODS, fakes.plugin_pod("r", made["right"], "node-1"), NAMESPACE)
+        await kube.create(resources.PODS, fakes.plugin_pod("a", made["apart"], "node-2"), NAMESPACE)
 
         async def both_overlap() -> bool:
             found = [await reason(kube, name) for name in ("left", "right")]
@@ -119,8 +96,8 @@ async def test_the_overlap_found_holds_only_while_nothing_moves_on_the_nodes() -
     await mgr.start()
     try:
         made = await plugin_daemonsets(kube, 2)
-        left = plugin_pod("l", made["left"], "node-1")
-        right = plugin_pod("r", made["right"], "node-1")
+        left = fakes.plugin_pod("l", made["left"], "node-1")
+        right = fakes.plugin_pod("r", made["right"], "node-1")
         await kube.create(resources.PODS, left, NAMESPACE)
         await kube.create(resources.PODS, right, NAMESPACE)
 

@@ -5,13 +5,11 @@ for the nodes' devices instead of being written without them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-from deviceplugin_operator import devices, manager, settings
-from deviceplugin_operator.kube import client, objects, resources
-from fakes import FakeKubeClient
+import fakes
+from deviceplugin_operator import devices
+from deviceplugin_operator.kube import objects, resources
 from polling import eventually_async
 
 GPU = devices.KINDS["gpu"]
@@ -21,58 +19,10 @@ GPU_PLUGINS = resources.Resource.of(
 NAMESPACE = "plugins"
 
 
-class HeldNodesKube(FakeKubeClient):
-    """Holds every list of nodes until ``release`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def list(
-        self, resource: resources.Resource, namespace: str | None = None, **selectors: Any
-    ) -> client.ObjectList:
-        if resource == resources.NODES:
-            await self.release.wait()
-        return await super().list(resource, namespace, **selectors)
-
-
-@contextlib.asynccontextmanager
-async def operator(kube: FakeKubeClient) -> AsyncIterator[manager.Manager]:
-    config = settings.Settings(plugin_namespace=NAMESPACE, devices=("gpu",))
-    options = manager.Options(health_probe_bind_address="127.0.0.1:0", webhook_port=0)
-    mgr = manager.Manager(config, options, kube)
-    await mgr.serve()
-    try:
-        yield mgr
-    finally:
-        await mgr.stop()
-
-
-def plugin_pod(daemonset: objects.JsonObject, node: str) -> objects.JsonObject:
-    return {
-        "metadata": {
-            "name": f"{objects.name(daemonset)}-{node}",
-            "namespace": NAMESPACE,
-            "labels": {"app": GPU.base_name},
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "DaemonSet",
-                    "name": objects.name(daemonset),
-                    "uid": objects.uid(daemonset),
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {"nodeName": node},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    }
-
-
 async def test_daemonsets_do_not_wait_for_the_nodes_and_statuses_with_pods_wait_for_devices() -> (
     None
 ):
-    kube = HeldNodesKube()
+    kube = fakes.HeldLists(resources.NODES)
     await kube.create(
         resources.NODES,
         {
@@ -86,7 +36,7 @@ async def test_daemonsets_do_not_wait_for_the_nodes_and_statuses_with_pods_wait_
     await kube.create(
         GPU_PLUGINS, {"metadata": {"name": "a"}, "spec": {"image": "intel/intel-gpu-plugin:0.36.0"}}
     )
-    async with operator(kube) as mgr:
+    async with fakes.embedded_manager(kube, ("gpu",), NAMESPACE) as mgr:
         await asyncio.wait_for(mgr.start_workers(), timeout=5)
         assert not mgr.nodes.synced
 
@@ -95,7 +45,11 @@ async def test_daemonsets_do_not_wait_for_the_nodes_and_statuses_with_pods_wait_
             return found[0] if found else None
 
         daemonset = await eventually_async(created, timeout=5)
-        await kube.create(resources.PODS, plugin_pod(daemonset, "n1"), NAMESPACE)
+        await kube.create(
+            resources.PODS,
+            fakes.plugin_pod("p1", daemonset, "n1", namespace=NAMESPACE, ready=True),
+            NAMESPACE,
+        )
 
         def status() -> dict[str, Any]:
             (stored,) = kube.stored(GPU_PLUGINS)
