@@ -202,6 +202,9 @@ def parse(body: bytes) -> AdmissionRequest:
     # json, whose verdict and message stand, so any body is read as json would read it. Large
     # bodies (parsed on worker threads) stay with json: with the fast parser, four clients
     # sending 3 MB reviews held the event loop longer (tests/unit/admission, exhaustion).
+    # Which parser read the body matters (so not ``kube.wirejson``, which hides it): only the
+    # fast parser's documents go to ``_direct``, as json's may hold lone surrogates, which the
+    # schema refuses and ``_direct`` would let through.
     try:
         document = (
             pydantic_core.from_json(body, cache_strings="keys") if len(body) <= FAST_JSON else None
