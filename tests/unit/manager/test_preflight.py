@@ -3,8 +3,6 @@ line naming its cause and its fix; a start that may go on makes reads only."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from deviceplugin_operator import devices, manager, settings
@@ -12,6 +10,7 @@ from deviceplugin_operator.controller import election
 from deviceplugin_operator.kube import errors, objects, resources
 from deviceplugin_operator.manager import preflight
 from fakes import FakeKubeClient
+from polling import eventually_async
 
 SERVER = "https://api.example:6443"
 KUBECONFIG = "/home/me/.kube/config"
@@ -94,8 +93,13 @@ async def test_a_start_that_may_go_on_makes_one_read_per_check_and_no_write() ->
 
 async def test_the_lists_are_the_informers_first_lists_which_then_only_watch() -> None:
     kube = Refusing("plugins", "ops")
-    daemonset = {"metadata": {"name": "intel-gpu-plugin-a", "namespace": "plugins"}}
-    daemonset["metadata"]["labels"] = {"app": "intel-gpu-plugin"}
+    daemonset = {
+        "metadata": {
+            "name": "intel-gpu-plugin-a",
+            "namespace": "plugins",
+            "labels": {"app": "intel-gpu-plugin"},
+        }
+    }
     await kube.create(resources.DAEMON_SETS, daemonset, "plugins")
     mgr = operator(kube)
     await kube.create(resources.NODES, {"metadata": {"name": "node-1"}})
@@ -122,11 +126,10 @@ async def test_the_lists_are_the_informers_first_lists_which_then_only_watch() -
     started = mgr.daemonsets.start()
     try:
         # The watch resumes from the check's list: the DaemonSet made since arrives by it.
-        for _ in range(100):
-            if mgr.daemonsets.get("plugins/intel-gpu-plugin-b") is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert mgr.daemonsets.get("plugins/intel-gpu-plugin-b") is not None
+        async def arrived() -> objects.JsonObject | None:
+            return mgr.daemonsets.get("plugins/intel-gpu-plugin-b")
+
+        await eventually_async(arrived, timeout=1, interval=0.01)
         assert kube.requests["list"] == listed
         assert kube.requests["watch"] == 1
     finally:
