@@ -28,6 +28,10 @@ NOT_LOADED_BY_RUN = (
     "deviceplugin_operator.manifests.crd",
     "tarfile",
     "urllib3",
+    # kubernetes-asyncio's ApiClient: the client sends through its own session (kube/library.py)
+    "kubernetes_asyncio.client.api_client",
+    "dateutil",
+    "multiprocessing",
 )
 
 
@@ -84,6 +88,29 @@ def test_the_client_library_still_builds_basic_auth_headers() -> None:
         """
     )
     assert result == [False, "Basic YWRtaW46c2VjcmV0", True]
+
+
+def test_the_client_library_still_builds_an_api_client_when_asked() -> None:
+    """``ApiClient``, left out of the start, is the library's own class on first use, both
+    from the package and through the kubeconfig loader's ``new_client_from_config``."""
+    result = _in_fresh_interpreter(
+        """
+        import asyncio, json, sys
+        from deviceplugin_operator.kube import client
+        from kubernetes_asyncio.config import kube_config
+        before = "kubernetes_asyncio.client.api_client" in sys.modules
+
+        async def build():
+            built = kube_config.ApiClient(configuration=client.k8s_client.Configuration(host="h"))
+            await built.close()
+            return built
+
+        built = asyncio.run(build())
+        real = client.k8s_client.ApiClient
+        print(json.dumps([before, type(built) is real, real.__module__, built.configuration.host]))
+        """
+    )
+    assert result == [False, True, "kubernetes_asyncio.client.api_client", "h"]
 
 
 def test_inspection_commands_still_run_from_the_cli() -> None:

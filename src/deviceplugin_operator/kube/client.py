@@ -1,11 +1,12 @@
-"""The connection to the API server: raw-JSON requests over kubernetes-asyncio.
+"""The connection to the API server: raw-JSON requests with kubernetes-asyncio's credentials.
 
 ``KubeClient`` is the port the rest of the operator is written against (the unit tests plug an
 in-memory fake into it); ``HttpKubeClient`` is the real thing. It uses the library only for what
-it does well, loading kubeconfig or in-cluster credentials and keeping an authenticated aiohttp
-session, and sends every request through ``ApiClient.call_api`` with ``_preload_content=False``
-so that bodies travel as plain JSON: the generated models are far too slow to build for every
-watched DaemonSet and Pod.
+it does well, loading kubeconfig or in-cluster credentials into a ``Configuration`` (and
+refreshing an exec plugin's token through it), and sends every request through its own aiohttp
+session so that bodies travel as plain JSON: the library's ``ApiClient`` walks every body to
+"sanitize" it, looks the proxy environment up for every request, and its generated models are
+far too slow to build for every watched DaemonSet and Pod.
 
 Every client owns its own connection pool, so a second one (leader election's) never queues
 behind a busy controller. Each request is counted by Kubernetes verb in ``requests`` and, if a
@@ -31,7 +32,7 @@ import aiohttp
 
 from deviceplugin_operator.kube import errors, library, objects, resources, wirejson
 
-k8s_client, k8s_config, k8s_exceptions = library.load()
+k8s_client, k8s_config = library.load()
 
 JsonPatch = Sequence[objects.JsonObject]
 """An RFC 6902 JSON patch: a list of operations."""
@@ -279,9 +280,7 @@ async def connect(
                 )
     except (k8s_config.ConfigException, OSError, ValueError, KeyError) as exc:
         raise errors.ConfigError(f"No usable Kubernetes configuration: {exc}") from exc
-    api = k8s_client.ApiClient(configuration)
-    api.user_agent = USER_AGENT
-    return HttpKubeClient(api, request_hook=request_hook, timeout=timeout)
+    return HttpKubeClient(configuration, request_hook=request_hook, timeout=timeout)
 
 
 def _session_for(configuration: Any) -> tuple[aiohttp.ClientSession, str | None]:
@@ -310,29 +309,28 @@ def _session_for(configuration: Any) -> tuple[aiohttp.ClientSession, str | None]
 
 
 class HttpKubeClient:
-    """``KubeClient`` over a kubernetes-asyncio ``ApiClient`` (made by ``connect``)."""
+    """``KubeClient`` over a loaded kubernetes-asyncio ``Configuration`` (made by ``connect``)."""
 
     def __init__(
         self,
-        api: Any,  # kubernetes_asyncio's ApiClient (loaded untyped: kube/library.py)
+        configuration: Any,  # the library's Configuration (loaded untyped: kube/library.py)
         *,
         request_hook: RequestHook | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self._api = api
+        self._configuration = configuration
         self._hook = request_hook
         self._timeout = timeout
         self.requests: collections.Counter[str] = collections.Counter()
-        self._session, self._proxy = _session_for(api.configuration)
+        self._session, self._proxy = _session_for(configuration)
 
     @property
     def host(self) -> str:
         """The API server's base URL."""
-        return str(self._api.configuration.host)
+        return str(self._configuration.host)
 
     async def close(self) -> None:
         await self._session.close()
-        await self._api.close()
 
     async def __aenter__(self) -> HttpKubeClient:
         return self
@@ -362,12 +360,9 @@ class HttpKubeClient:
     ) -> aiohttp.ClientResponse:
         """Send one request and return the response with its body unread."""
         start = time.monotonic()
-        # Straight to our own session: the library's call_api walks every body to "sanitize"
-        # it, and its session looks the proxy environment up again for every request.
-        api = self._api
-        configuration = api.configuration
+        configuration = self._configuration
         headers = {
-            **api.default_headers,
+            "User-Agent": USER_AGENT,
             "Accept": accept,
             "Content-Type": content_type,
         }
@@ -394,9 +389,6 @@ class HttpKubeClient:
             response: aiohttp.ClientResponse = await self._session.request(
                 method, configuration.host + path, **arguments
             )
-        except k8s_exceptions.ApiException as exc:
-            self._record(verb, resource, exc.status, start)
-            raise errors.from_status(exc.status or 500, exc.body or exc.reason or "") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._record(verb, resource, None, start)
             raise errors.TransportError(f"{method} {path} failed: {exc!r}") from exc

@@ -4,10 +4,14 @@ The library's package initialisers import every generated model and API class (a
 modules, some 60 MiB of a ~95 MiB process) although the client sends raw JSON and never builds
 a model. Here the packages ``kubernetes_asyncio`` and ``kubernetes_asyncio.client`` are put in
 ``sys.modules`` as plain packages over the installed directories, without running their
-``__init__``, and only the configuration, the REST layer, ``ApiClient`` and the kubeconfig and
-in-cluster loaders are imported from them; ``kubernetes_asyncio.client.models`` is an empty
-package (only model deserialisation reads it). When the library was imported normally before
-(a test, a plugin), that import is used as it is.
+``__init__``, and only the configuration and the kubeconfig and in-cluster loaders are imported
+from them; ``kubernetes_asyncio.client.models`` is an empty package (only model deserialisation
+reads it). ``ApiClient`` (with its REST layer, ``dateutil``, ``six`` and ``multiprocessing``,
+~30 modules and ~10 ms) is imported only when it is used: the kubeconfig loader imports the
+name but builds one only in ``new_client_from_config``, which the operator does not call (its
+client sends through its own aiohttp session), so it is given a stand-in that imports the real
+class when called; any later ``kubernetes_asyncio.client.ApiClient`` is the real class. When the
+library was imported normally before (a test, a plugin), that import is used as it is.
 
 The configuration module imports ``urllib3`` only to build a basic-auth header; loading it costs
 ~17 ms of every start-up. That module is given a stand-in (``_Deferred``) that imports
@@ -25,8 +29,32 @@ import types
 from typing import Any
 
 
-def _bare_package(name: str, directory: pathlib.Path) -> types.ModuleType:
-    package = types.ModuleType(name)
+def _api_client_class() -> Any:
+    return importlib.import_module("kubernetes_asyncio.client.api_client").ApiClient
+
+
+class _ApiClientOnFirstUse:
+    """What the kubeconfig loader's module sees as ``ApiClient``: builds the real one."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _api_client_class()(*args, **kwargs)
+
+
+class _ClientPackage(types.ModuleType):
+    """``kubernetes_asyncio.client`` whose ``ApiClient`` is imported on first access."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute == "ApiClient":
+            real = _api_client_class()
+            setattr(self, attribute, real)
+            return real
+        raise AttributeError(f"module {self.__name__!r} has no attribute {attribute!r}")
+
+
+def _bare_package(
+    name: str, directory: pathlib.Path, kind: type[types.ModuleType] = types.ModuleType
+) -> types.ModuleType:
+    package = kind(name)
     package.__path__ = [str(directory)]
     package.__package__ = name
     sys.modules[name] = package
@@ -51,22 +79,24 @@ def _import_with_deferred(module: str, deferred: str) -> types.ModuleType:
         del sys.modules[deferred]
 
 
-def load() -> tuple[Any, Any, Any]:
-    """(``kubernetes_asyncio.client``, ``kubernetes_asyncio.config``, the client's
-    ``exceptions`` module)."""
+def load() -> tuple[Any, Any]:
+    """(``kubernetes_asyncio.client``, ``kubernetes_asyncio.config``)."""
     if "kubernetes_asyncio" not in sys.modules:
         spec = importlib.util.find_spec("kubernetes_asyncio")
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("kubernetes_asyncio is not installed")
         root = pathlib.Path(next(iter(spec.submodule_search_locations)))
         _bare_package("kubernetes_asyncio", root)
-        client = _bare_package("kubernetes_asyncio.client", root / "client")
+        client = _bare_package("kubernetes_asyncio.client", root / "client", _ClientPackage)
         _bare_package("kubernetes_asyncio.client.models", root / "client" / "models")
         configuration = _import_with_deferred("kubernetes_asyncio.client.configuration", "urllib3")
-        api_client = importlib.import_module("kubernetes_asyncio.client.api_client")
         setattr(client, "Configuration", configuration.Configuration)  # noqa: B010 - mypy: a bare module
-        setattr(client, "ApiClient", api_client.ApiClient)  # noqa: B010 - idem
-    client = importlib.import_module("kubernetes_asyncio.client")
-    config = importlib.import_module("kubernetes_asyncio.config")
-    exceptions = importlib.import_module("kubernetes_asyncio.client.exceptions")
-    return client, config, exceptions
+        setattr(client, "ApiClient", _ApiClientOnFirstUse)  # noqa: B010 - idem
+        try:
+            config = importlib.import_module("kubernetes_asyncio.config")
+        finally:
+            delattr(client, "ApiClient")
+        return client, config
+    return importlib.import_module("kubernetes_asyncio.client"), importlib.import_module(
+        "kubernetes_asyncio.config"
+    )

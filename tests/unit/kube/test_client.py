@@ -64,9 +64,7 @@ async def server() -> AsyncIterator[Server]:
 
 
 def make_client(host: str, hook: client.RequestHook | None = None) -> client.HttpKubeClient:
-    return client.HttpKubeClient(
-        k8s_client.ApiClient(k8s_client.Configuration(host=host)), request_hook=hook, timeout=5
-    )
+    return client.HttpKubeClient(k8s_client.Configuration(host=host), request_hook=hook, timeout=5)
 
 
 @pytest.fixture
