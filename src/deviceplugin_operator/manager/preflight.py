@@ -21,7 +21,8 @@ anyway or a cheap one:
   lists them itself once started;
 * the Lease: GET, where a 403 stops the start (404: it is created when first leading).
 
-The first request also tells whether the API server can be reached and takes the credentials.
+All are sent at once; an API server that cannot be reached or refuses the credentials is
+named before any other failure (it explains them).
 """
 
 from __future__ import annotations
@@ -50,19 +51,21 @@ async def check(parts: composition.Parts, *, server: str, kubeconfig: str) -> No
     prefix = parts.options.webhook_configuration_prefix
     checks = _Checks(parts.kube, prefix)
     lease = parts.options.leader_election
-    first, *others = _namespaces(parts).items()
-    try:
-        # One request first: whether the API server answers at all decides every other.
-        await checks.namespace(*first)
-        found = await asyncio.gather(
-            *(checks.namespace(name, holds) for name, holds in others),
-            *(checks.listing(inf) for inf in parts.informers if inf is not parts.nodes),
-            checks.nodes(parts),
-            *([checks.lease(lease)] if lease is not None else []),
-            return_exceptions=True,
-        )
-    except errors.KubeError as error:
-        found = [error]
+    # All at once (one round trip, not two): the credentials were loaded when the client
+    # was made, and an API server that cannot be reached fails every request the same way,
+    # named once below.
+    found = await asyncio.gather(
+        *(checks.namespace(name, holds) for name, holds in _namespaces(parts).items()),
+        *(checks.listing(inf) for inf in parts.informers if inf is not parts.nodes),
+        checks.nodes(parts),
+        *([checks.lease(lease)] if lease is not None else []),
+        return_exceptions=True,
+    )
+    # The first answer that stops the start, in the order of the checks; an unreachable
+    # server or refused credentials before anything else (they explain every other failure).
+    found.sort(
+        key=lambda result: not isinstance(result, errors.TransportError | errors.Unauthorized)
+    )
     for result in found:
         if isinstance(result, errors.TransportError):
             raise startup.unreachable(result, server, kubeconfig) from result

@@ -3,6 +3,8 @@ line naming its cause and its fix; a start that may go on makes reads only."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from deviceplugin_operator import devices, manager, settings
@@ -24,6 +26,7 @@ class Refusing(FakeKubeClient):
         super().__init__()
         self.namespaces = set(namespaces)
         self.refusals: dict[tuple[str, str], errors.KubeError] = {}
+        self.namespaces_read: list[str] = []
 
     def refuse(self, verb: str, resource: resources.Resource, error: errors.KubeError) -> None:
         self.refusals[verb, resource.plural] = error
@@ -36,6 +39,7 @@ class Refusing(FakeKubeClient):
         self._refused("get", resource)
         if resource == resources.NAMESPACES:
             self.requests["get"] += 1
+            self.namespaces_read.append(name)
             if name not in self.namespaces:
                 raise errors.NotFound(404, "NotFound", f'namespaces "{name}" not found')
             return {"metadata": {"name": name}}
@@ -89,6 +93,27 @@ async def test_a_start_that_may_go_on_makes_one_read_per_check_and_no_write() ->
     assert kube.writes == 0
     # Two namespaces, DaemonSets, Pods, Nodes, two kinds, two FPGA mappings; the Lease.
     assert (kube.requests["get"], kube.requests["list"]) == (3, 7)
+
+
+async def test_every_check_is_sent_at_once() -> None:
+    """One round trip: the namespace reads do not wait for an answer before the lists go."""
+
+    class ListsBeforeNamespaceAnswers(Refusing):
+        listed = asyncio.Event()
+
+        async def get(self, resource, name, namespace=None):  # type: ignore[no-untyped-def]
+            if resource == resources.NAMESPACES:
+                await self.listed.wait()
+            return await super().get(resource, name, namespace)
+
+        async def list(self, resource, namespace=None, **selectors):  # type: ignore[no-untyped-def]
+            self.listed.set()
+            return await super().list(resource, namespace, **selectors)
+
+    kube = ListsBeforeNamespaceAnswers("plugins", "ops")
+    check = preflight.check(operator(kube), server=SERVER, kubeconfig=KUBECONFIG)
+    await asyncio.wait_for(check, timeout=5)
+    assert kube.namespaces_read == ["plugins", "ops"]
 
 
 async def test_the_lists_are_the_informers_first_lists_which_then_only_watch() -> None:
@@ -168,7 +193,7 @@ async def test_the_operator_namespace_is_not_needed_without_self_managed_certifi
 async def test_one_namespace_for_everything_is_checked_once_and_named_with_all_it_holds() -> None:
     kube = Refusing()
     message = await failure(operator(kube, plugins="ops", own="ops", lease="ops"))
-    assert kube.requests["get"] == 1
+    assert kube.namespaces_read == ["ops"]
     assert "the plugin DaemonSets" in message
     assert "and the webhook certificate Secret" in message
     assert "and the leader election Lease" in message
@@ -246,6 +271,14 @@ async def test_an_unreachable_api_server_is_named_with_the_kubeconfig_and_the_re
         "[Errno 111] Connect call failed"
     )
     assert message.endswith("and that the API server runs")
+
+
+async def test_an_unreachable_api_server_is_named_before_what_other_checks_found() -> None:
+    kube = Refusing("plugins", "ops")
+    kube.refuse("list", resources.PODS, forbidden("list", "pods", "", "plugins"))
+    kube.refuse("get", resources.NAMESPACES, errors.TransportError("GET failed: timeout"))
+    message = await failure(operator(kube))
+    assert message.startswith(f"Cannot reach the Kubernetes API server {SERVER}")
 
 
 async def test_refused_credentials_are_named() -> None:
