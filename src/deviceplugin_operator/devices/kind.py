@@ -188,9 +188,11 @@ class DeviceKind(Generic[SpecT]):
 
     @property
     def base_name(self) -> str:
-        """Name of the base DaemonSet and value of its ``app`` label, e.g. ``intel-gpu-plugin``."""
-        name: str = _template(self.name)["metadata"]["name"]
-        return name
+        """Name of the base DaemonSet and value of its ``app`` label, e.g. ``intel-gpu-plugin``:
+        the template's ``metadata.name``, which is ``intel-<name>-plugin`` for every kind (a
+        test holds the templates to it), so that naming the kinds' DaemonSets and Pods at
+        start-up (the informers' label selector) parses no template."""
+        return f"intel-{self.name}-plugin"
 
     @property
     def mutate_path(self) -> str:
