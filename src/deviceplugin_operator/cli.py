@@ -47,7 +47,7 @@ import pathlib
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, NoReturn
 
 # First: it imports aiohttp, the CA bundles of its unused default contexts loaded 2 s later.
@@ -756,11 +756,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "deviceplugin-operator")
     # long as the process: the collector need not scan it on every full collection, which
     # shortens its pauses.
     gc.freeze()
+    without_pydantic_plugins(os.environ)
     try:
         return asyncio.run(_run(config, options))
     except manager.StartupError as error:
         log.error("%s", error)
         return START_FAILED
+
+
+def without_pydantic_plugins(environ: MutableMapping[str, str]) -> None:
+    """Turn off pydantic's plugin discovery unless ``environ`` says otherwise.
+
+    The operator's models use no pydantic plugin, and looking for plugins scans the metadata of
+    every installed distribution when the first validator is built: 4-8 ms of the first
+    reconcile, before the first DaemonSet (docs/benchmarks.md, session 12). An administrator
+    who wants a plugin sets ``PYDANTIC_DISABLE_PLUGINS`` (even to an empty value) and keeps it.
+    """
+    environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 def reference_main(argv: Sequence[str] | None = None) -> int:

@@ -138,6 +138,47 @@ def test_templates_read_by_libyaml_are_what_the_python_loader_reads(name: str) -
     assert kind._template(name) == yaml.safe_load(text)
 
 
+def test_the_first_validator_looks_for_no_pydantic_plugin() -> None:
+    """``run`` turns pydantic's plugin discovery off (a scan of every installed distribution's
+    metadata on the first validation, in the time to the first DaemonSet) unless the
+    environment sets it: then the administrator's value is kept."""
+    result = _in_fresh_interpreter(
+        """
+        import json, os
+        from deviceplugin_operator import cli, devices
+        from deviceplugin_operator.reconcile import validation
+        from pydantic.plugin import _loader
+
+        kept = {"PYDANTIC_DISABLE_PLUGINS": ""}
+        cli.without_pydantic_plugins(kept)
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+        cli.without_pydantic_plugins(os.environ)
+        validation.parse(devices.KINDS["gpu"], {"metadata": {"name": "g"}, "spec": {}})
+        print(json.dumps([kept, os.environ["PYDANTIC_DISABLE_PLUGINS"], _loader._plugins]))
+        """
+    )
+    assert result == [{"PYDANTIC_DISABLE_PLUGINS": ""}, "__all__", None]
+
+
+def test_naming_every_kinds_plugins_parses_no_template() -> None:
+    """The informers' label selector names the DaemonSets of all eight kinds at start-up; the
+    templates are parsed only when a kind is first reconciled."""
+    parsed = _in_fresh_interpreter(
+        """
+        import json
+        from deviceplugin_operator import devices, manager
+        from deviceplugin_operator.devices import kind
+        selector = manager.plugin_label_selector(sorted(devices.KINDS))
+        print(json.dumps([selector, kind._template.cache_info().currsize]))
+        """
+    )
+    assert parsed == [
+        "app in (intel-dlb-plugin,intel-dsa-plugin,intel-fpga-plugin,intel-gpu-plugin,"
+        "intel-iaa-plugin,intel-npu-plugin,intel-qat-plugin,intel-sgx-plugin)",
+        0,
+    ]
+
+
 def test_the_imports_collect_only_the_youngest_generation_and_restore_the_thresholds() -> None:
     """The cli's imports run without collecting the older generations (start-up time), the
     youngest still collected (the imports' garbage); what they leave is frozen, and the
