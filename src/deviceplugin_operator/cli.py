@@ -51,7 +51,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, NoReturn
 
 # First: it imports aiohttp, the CA bundles of its unused default contexts loaded 2 s later.
-import deviceplugin_operator.tls_defaults  # noqa: F401
+import deviceplugin_operator.aiohttp_defaults  # noqa: F401
 from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes
 

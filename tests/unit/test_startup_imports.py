@@ -225,8 +225,35 @@ def test_the_imports_collect_only_the_youngest_generation_and_restore_the_thresh
     assert result["collected"] >= 100
 
 
+def test_aiohttp_file_responses_get_the_builtin_mime_table_not_the_systems() -> None:
+    """The MIME table is Python's built-in one after the imports (the system's ``mime.types``
+    not read: the operator serves no files); an explicit ``mimetypes.init()`` afterwards
+    still reads the system's files."""
+    result = _in_fresh_interpreter(
+        """
+        import json, mimetypes, os
+        import deviceplugin_operator.cli
+        from aiohttp import web_fileresponse
+        system = [path for path in mimetypes.knownfiles if os.path.isfile(path)]
+        at_start = len(mimetypes.types_map)
+        json_type = web_fileresponse.CONTENT_TYPES.guess_type("a.json")[0]
+        mimetypes.init()
+        print(json.dumps([
+            system != [], len(mimetypes._types_map_default), at_start, json_type,
+            len(mimetypes.types_map),
+        ]))
+        """
+    )
+    assert isinstance(result, list)
+    has_system_files, builtin, at_start, json_type, after_init = result
+    assert at_start == builtin
+    assert json_type == "application/json"
+    if has_system_files:
+        assert after_init > builtin
+
+
 def test_aiohttp_default_contexts_get_the_ca_bundle_after_the_start() -> None:
-    """cli.py imports aiohttp through tls_defaults: the two default contexts are created
+    """cli.py imports aiohttp through aiohttp_defaults: the two default contexts are created
     without the system CA bundle, which a thread loads into them ``LOAD_AFTER`` seconds
     later, once the start-up is over."""
     result = _in_fresh_interpreter(
@@ -235,16 +262,16 @@ def test_aiohttp_default_contexts_get_the_ca_bundle_after_the_start() -> None:
         started = time.monotonic()
         import deviceplugin_operator.cli
         from aiohttp import connector
-        from deviceplugin_operator import tls_defaults
+        from deviceplugin_operator import aiohttp_defaults
         contexts = [connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED]
         at_import = [c.cert_store_stats()["x509"] for c in contexts]
         imported_in = time.monotonic() - started
-        deferred = [any(c is d for d in tls_defaults.deferred) for c in contexts]
-        tls_defaults.loading.join()
+        deferred = [any(c is d for d in aiohttp_defaults.deferred) for c in contexts]
+        aiohttp_defaults.loading.join()
         print(json.dumps({
             "at_import": at_import,
             "imported_in": imported_in,
-            "after": tls_defaults.LOAD_AFTER,
+            "after": aiohttp_defaults.LOAD_AFTER,
             "deferred": deferred,
             "loaded": [c.cert_store_stats() for c in contexts],
             "system": ssl.create_default_context().cert_store_stats(),
