@@ -538,9 +538,11 @@ def memory_figures() -> dict[str, float]:
 def render_memory() -> str:
     f = memory_figures()
     doc = _results("memory")
-    converged = f"{f['converged']:.0f}"
-    if round(f["steady"]) != round(f["converged"]):
-        converged += f"{DASH}{f['steady']:.0f}"
+    # A range from converged to after the steady window, whichever is lower first.
+    low, high = sorted((f["converged"], f["steady"]))
+    converged = f"{low:.0f}"
+    if round(high) != round(low):
+        converged += f"{DASH}{high:.0f}"
     return (
         f"Measured (`bench/results/`, commit {doc['this_commit']}, certificate mounted): "
         f"{f['idle']:.0f} MiB RSS idle with one resource ({f['plugin_pods_max']:.0f} plugin "
