@@ -50,7 +50,7 @@ import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, NoReturn
 
-# First: it imports aiohttp, the CA bundles of its unused default contexts loaded 2 s later.
+# First: it imports aiohttp without the import-time work the operator never uses.
 import deviceplugin_operator.aiohttp_defaults  # noqa: F401
 from deviceplugin_operator import devices, inspection, manager, settings
 from deviceplugin_operator.controller import certificates, election, probes

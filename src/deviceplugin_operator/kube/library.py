@@ -17,12 +17,12 @@ kubeconfig with inline certificates (its scanner walks the base64 text character
 character), per client. Its module is given ``_LibyamlSafe`` as ``yaml``: the same documents
 read by libyaml's ``CSafeLoader`` when PyYAML has it (0.2 ms).
 
-When the library was imported normally before (a test, a plugin), that import is used as it is.
-
 The configuration module imports ``urllib3`` only to build a basic-auth header; loading it costs
 ~17 ms of every start-up. That module is given a stand-in (``_Deferred``) that imports
 ``urllib3`` on its first attribute access; ``sys.modules`` is left as it was, so every other
 import of ``urllib3`` is the ordinary one.
+
+When the library was imported normally before (a test, a plugin), that import is used as it is.
 """
 
 from __future__ import annotations
