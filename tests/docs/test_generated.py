@@ -148,3 +148,19 @@ def test_memory_figures_in_the_docs_are_the_committed_results() -> None:
         ROOT / "deployments" / "operator" / "manager" / "manager.yaml",
     ):
         assert "94 MiB" not in path.read_text(), path
+
+
+@pytest.mark.parametrize(
+    ("converged", "steady", "shown"),
+    [(67.2, 66.1, "66\u201367 MiB"), (66.1, 67.2, "66\u201367 MiB"), (66.4, 65.6, "66 MiB")],
+)
+def test_the_memory_at_convergence_reads_as_a_low_high_range(
+    monkeypatch: pytest.MonkeyPatch, converged: float, steady: float, shown: str
+) -> None:
+    figures = {
+        **generator.memory_figures(),
+        "converged": converged,
+        "steady": steady,
+    }
+    monkeypatch.setattr(generator, "memory_figures", lambda: figures)
+    assert f"{shown} with 8 resources" in generator.render_memory()
