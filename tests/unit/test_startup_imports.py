@@ -12,11 +12,11 @@ import importlib.resources
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
 
+import fresh_interpreter
 from deviceplugin_operator import devices
 from deviceplugin_operator.devices import kind
 
@@ -35,17 +35,9 @@ NOT_LOADED_BY_RUN = (
 )
 
 
-def _in_fresh_interpreter(code: str) -> object:
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
-
-
 @pytest.mark.parametrize("module", NOT_LOADED_BY_RUN)
 def test_importing_the_cli_leaves_out_what_run_does_not_use(module: str) -> None:
-    loaded = _in_fresh_interpreter(
+    loaded = fresh_interpreter.run_json(
         f"""
         import json, sys
         import deviceplugin_operator.cli
@@ -56,7 +48,7 @@ def test_importing_the_cli_leaves_out_what_run_does_not_use(module: str) -> None
 
 
 def test_no_model_builds_its_validator_at_import() -> None:
-    built = _in_fresh_interpreter(
+    built = fresh_interpreter.run_json(
         """
         import json
         import deviceplugin_operator.cli
@@ -77,7 +69,7 @@ def test_no_model_builds_its_validator_at_import() -> None:
 
 def test_the_client_library_still_builds_basic_auth_headers() -> None:
     """``urllib3``, deferred for the configuration module, loads on its first use there."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import json, sys
         from deviceplugin_operator.kube import client
@@ -93,7 +85,7 @@ def test_the_client_library_still_builds_basic_auth_headers() -> None:
 def test_the_client_library_still_builds_an_api_client_when_asked() -> None:
     """``ApiClient``, left out of the start, is the library's own class on first use, both
     from the package and through the kubeconfig loader's ``new_client_from_config``."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import asyncio, json, sys
         from deviceplugin_operator.kube import client
@@ -142,7 +134,7 @@ def test_the_first_validator_looks_for_no_pydantic_plugin() -> None:
     """``run`` turns pydantic's plugin discovery off (a scan of every installed distribution's
     metadata on the first validation, in the time to the first DaemonSet) unless the
     environment sets it: then the administrator's value is kept."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import json, os
         from deviceplugin_operator import cli, devices
@@ -163,7 +155,7 @@ def test_the_first_validator_looks_for_no_pydantic_plugin() -> None:
 def test_naming_every_kinds_plugins_parses_no_template() -> None:
     """The informers' label selector names the DaemonSets of all eight kinds at start-up; the
     templates are parsed only when a kind is first reconciled."""
-    parsed = _in_fresh_interpreter(
+    parsed = fresh_interpreter.run_json(
         """
         import json
         from deviceplugin_operator import devices, manager
@@ -183,7 +175,7 @@ def test_the_imports_collect_only_the_youngest_generation_and_restore_the_thresh
     """The cli's imports run without collecting the older generations (start-up time), the
     youngest still collected (the imports' garbage); what they leave is frozen, and the
     collector's thresholds are the default ones again afterwards."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import gc, json, sys
         during_cli = []
@@ -229,7 +221,7 @@ def test_aiohttp_file_responses_get_the_builtin_mime_table_not_the_systems() -> 
     """The MIME table is Python's built-in one after the imports (the system's ``mime.types``
     not read: the operator serves no files); an explicit ``mimetypes.init()`` afterwards
     still reads the system's files."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import json, mimetypes, os
         import deviceplugin_operator.cli
@@ -256,7 +248,7 @@ def test_aiohttp_default_contexts_get_the_ca_bundle_after_the_start() -> None:
     """cli.py imports aiohttp through aiohttp_defaults: the two default contexts are created
     without the system CA bundle, which a thread loads into them ``LOAD_AFTER`` seconds
     later, once the start-up is over."""
-    result = _in_fresh_interpreter(
+    result = fresh_interpreter.run_json(
         """
         import json, ssl, time
         started = time.monotonic()

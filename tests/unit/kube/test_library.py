@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 import pathlib
-import subprocess
-import sys
-import textwrap
 
 import yaml
 
+import fresh_interpreter
 from deviceplugin_operator.controller import certificates
 from deviceplugin_operator.kube import library
 
@@ -84,11 +81,7 @@ def test_the_client_loads_a_kubeconfig_through_the_fast_reader(tmp_path: pathlib
 
         print(json.dumps(asyncio.run(main())))
     """
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == [
+    assert fresh_interpreter.run_json(code) == [
         True,
         "https://127.0.0.1:6443",
         "kubernetes.default.svc",
