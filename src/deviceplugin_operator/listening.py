@@ -30,6 +30,7 @@ import dataclasses
 import enum
 import logging
 import ssl
+import time
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,23 @@ class Limits:
 
 LIMITS = Limits()
 """The defaults, for the admission and metrics servers."""
+
+RESET_LOG_INTERVAL = 10.0
+"""Seconds between two warnings of one server about connections it reset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Connections:
+    """What one server's connections are doing, for its metrics."""
+
+    open: int = 0
+    """Admitted and not yet closed."""
+    waiting: int = 0
+    """Accepted, waiting for a slot."""
+    waited: int = 0
+    """So far: connections that had to wait for a slot."""
+    reset: int = 0
+    """So far: connections reset at accept because the waiting room was full."""
 
 
 def runner_options(limits: Limits) -> dict[str, Any]:
@@ -141,6 +159,9 @@ class _Slots:
         """Connections reset because the waiting room (or their peer's half of it) was full."""
         self.waited = 0
         """Connections that had to wait for a slot."""
+        self._reset_logged: float | None = None
+        self.server = ""
+        """The server's address, for the log."""
 
     def _fits(self, peer: str) -> bool:
         return self.open < self.limits.max_connections and (
@@ -162,11 +183,30 @@ class _Slots:
             self.waiting_by_peer[peer] >= limits.max_waiting // 2
         ):
             self.refused += 1
+            self._log_reset(peer)
             return _Stage.CLOSED
         self.waiting[connection] = peer
         self.waiting_by_peer[peer] += 1
         self.waited += 1
         return _Stage.WAITING
+
+    def _log_reset(self, peer: str) -> None:
+        now = time.monotonic()
+        if self._reset_logged is not None and now - self._reset_logged < RESET_LOG_INTERVAL:
+            return
+        self._reset_logged = now
+        most = self.waiting_by_peer.most_common(1)
+        log.warning(
+            "Reset a connection: the server's waiting room is full",
+            extra={
+                "server": self.server,
+                "peer": peer,
+                "reset_so_far": self.refused,
+                "open": self.open,
+                "waiting": len(self.waiting),
+                "most_waiting_from": most[0][0] if most else None,
+            },
+        )
 
     def leave(self, connection: _Connection) -> None:
         """``connection`` left the waiting room without a slot (its deadline, its peer)."""
@@ -368,6 +408,10 @@ class GuardedSite(web.BaseSite):
     def open_connections(self) -> int:
         return self.slots.open
 
+    def connections(self) -> Connections:
+        slots = self.slots
+        return Connections(slots.open, len(slots.waiting), slots.waited, slots.refused)
+
     async def start(self) -> None:
         await super().start()
         handlers = self._runner.server
@@ -381,6 +425,8 @@ class GuardedSite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
         )
+        scheme = "https" if self._ssl_context else "http"
+        self.slots.server = f"{scheme}://{self._host}:{self.port}"
 
     @property
     def port(self) -> int:

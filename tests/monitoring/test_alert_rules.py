@@ -291,6 +291,35 @@ CASES: list[dict[str, Any]] = [
         ],
         "alert_rule_test": [_silent("IntelDevicePluginOperatorWebhookCertificateExpiring", "3h")],
     },
+    {  # replica a resets 3 connections at 5m; replica b waits but resets none
+        "name": "webhook connections reset",
+        "interval": "1m",
+        "input_series": [
+            _series(
+                "deviceplugin_operator_webhook_connections_reset_total",
+                "0x4 3x30",
+                pod="manager-a",
+            ),
+            _series(
+                "deviceplugin_operator_webhook_connections_reset_total", "0x35", pod="manager-b"
+            ),
+            _series(
+                "deviceplugin_operator_webhook_connections_waited_total",
+                "0x4 40x30",
+                pod="manager-b",
+            ),
+        ],
+        "alert_rule_test": [
+            _silent("IntelDevicePluginOperatorWebhookConnectionsReset", "4m"),
+            _fires(
+                "IntelDevicePluginOperatorWebhookConnectionsReset",
+                "6m",
+                {"namespace": NS, "pod": "manager-a"},
+            ),
+            # Ten minutes without a reset: resolved.
+            _silent("IntelDevicePluginOperatorWebhookConnectionsReset", "20m"),
+        ],
+    },
 ]
 
 

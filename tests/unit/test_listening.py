@@ -107,7 +107,9 @@ async def test_a_burst_over_the_caps_waits_and_is_served(make_site: object) -> N
     await until(lambda: site.site.open_connections == 0)
 
 
-async def test_a_full_waiting_room_resets_at_once(make_site: object) -> None:
+async def test_a_full_waiting_room_resets_at_once_and_says_so(
+    make_site: object, caplog: pytest.LogCaptureFixture
+) -> None:
     # One slot; one address may seat max_waiting // 2 = 1 connection.
     limits = listening.Limits(max_connections=1, max_per_peer=1, max_waiting=2)
     site = await make_site(limits)  # type: ignore[operator]
@@ -116,9 +118,17 @@ async def test_a_full_waiting_room_resets_at_once(make_site: object) -> None:
         await until(lambda: site.site.slots.open == 1)
         waiting = asyncio.create_task(get(client, site.url))
         await until(lambda: len(site.site.slots.waiting) == 1)
-        refused = await asyncio.wait_for(get(client, site.url), 5)
-        assert refused.startswith("failed"), refused
-        assert site.site.refused == 1
+        for _ in range(2):
+            refused = await asyncio.wait_for(get(client, site.url), 5)
+            assert refused.startswith("failed"), refused
+        assert site.site.connections() == listening.Connections(
+            open=1, waiting=1, waited=1, reset=2
+        )
+        # One warning per interval, naming who was reset and who waits most.
+        (warning,) = [r for r in caplog.records if "waiting room is full" in r.getMessage()]
+        assert warning.levelname == "WARNING"
+        assert (warning.peer, warning.most_waiting_from) == ("127.0.0.1", "127.0.0.1")
+        assert warning.server == f"https://127.0.0.1:{site.site.port}"
         site.release.set()
         assert await served == "200 ok"
         assert await waiting == "200 ok"

@@ -684,8 +684,12 @@ class AdmissionServer:
 
     @property
     def refused_connections(self) -> int:
-        """Connections reset because a cap of ``limits`` was reached."""
+        """Connections reset because the waiting room of ``limits`` was full."""
         return self._site.refused if self._site is not None else 0
+
+    def connections(self) -> listening.Connections:
+        """What the server's connections are doing (all 0 before it started)."""
+        return self._site.connections() if self._site is not None else listening.Connections()
 
     async def stop(self) -> None:
         """Stop listening; requests in flight are given a moment to finish."""

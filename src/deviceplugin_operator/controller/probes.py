@@ -67,7 +67,7 @@ class ProbeServer:
 
     @property
     def refused_connections(self) -> int:
-        """Connections reset because a cap of ``limits`` was reached."""
+        """Connections reset because the waiting room of ``limits`` was full."""
         return self._site.refused if self._site is not None else 0
 
     async def stop(self) -> None:

@@ -155,6 +155,7 @@ class Parts:
         self.admission.observer = self.metrics.webhooks(w.path for w in self.admission.webhooks)
         self.webhook_certificates = webhook_certificates.WebhookCertificates(kube, options)
         self.metrics.add_certificate_expiry(self.webhook_certificates.expiry)
+        self.metrics.add_webhook_connections(self.admission.connections)
         if options.webhook_port:
             self.probes.checks["webhook"] = lambda: self.admission.serving
         self._plugins_by_kind = {

@@ -173,6 +173,32 @@ ALERTS: tuple[Alert, ...] = (
             "within seconds of its change."
         ),
     ),
+    Alert(
+        name="IntelDevicePluginOperatorWebhookConnectionsReset",
+        expr=(
+            "sum by (namespace, pod) "
+            f"(increase(deviceplugin_operator_webhook_connections_reset_total{{{SELECT}}}[10m]))"
+            " > 0"
+        ),
+        duration="0m",
+        severity="warning",
+        summary=(
+            "The admission webhook server {{ $labels.pod }} reset connections in the last "
+            "10 minutes."
+        ),
+        description=(
+            "Each reset is a webhook call the API server saw fail: with failurePolicy Fail a "
+            "device plugin resource or an SGX/FPGA Pod was refused. The server serves 128 "
+            "connections (64 from one address) and keeps 512 more waiting (256 from one "
+            "address); resets mean more than that at once, usually many API server calls "
+            "queued behind a paused or CPU-throttled replica, or a client flooding the port. "
+            "Check the replica's CPU throttling and event-loop lag "
+            "(deviceplugin_operator_event_loop_lag_seconds), "
+            'deviceplugin_operator_webhook_connections{state="waiting"}, and who connects: '
+            "`kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} | grep 'waiting room'` "
+            "names the peer and the address with the most connections waiting."
+        ),
+    ),
 )
 
 
@@ -382,6 +408,22 @@ PANELS: tuple[Panel, ...] = (
             ),
         ),
         unit="reqps",
+    ),
+    Panel(
+        "Admission webhook connections",
+        "Per replica: connections served, waiting for a slot (over the caps of 128, 64 from "
+        "one address) and reset per second because the waiting room was full (alert: "
+        "IntelDevicePluginOperatorWebhookConnectionsReset).",
+        (
+            (
+                f"max by (pod, state) (deviceplugin_operator_webhook_connections{_sel()})",
+                "{{pod}} {{state}}",
+            ),
+            (
+                _rate("deviceplugin_operator_webhook_connections_reset_total", "pod"),
+                "{{pod}} reset/s",
+            ),
+        ),
     ),
     Panel(
         "Leader",

@@ -20,7 +20,7 @@ from prometheus_client import parser
 
 import fakes
 import reviews
-from deviceplugin_operator import devices, manager
+from deviceplugin_operator import devices, listening, manager
 from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates, queue
 from deviceplugin_operator.controller.metrics import authorizing, recording, serving
@@ -197,6 +197,20 @@ def test_webhook_certificate_expiry_is_read_when_scraped() -> None:
     assert value(metrics, name) is None
     served[0] = 1_900_000_000.0
     assert value(metrics, name) == 1_900_000_000.0
+
+
+def test_webhook_connections_are_read_when_scraped() -> None:
+    metrics = recording.Metrics()
+    gauge = "deviceplugin_operator_webhook_connections"
+    assert value(metrics, gauge, state="open") is None
+    seen = [listening.Connections()]
+    metrics.add_webhook_connections(lambda: seen[0])
+    assert value(metrics, gauge, state="waiting") == 0
+    seen[0] = listening.Connections(open=64, waiting=3, waited=40, reset=2)
+    assert value(metrics, gauge, state="open") == 64
+    assert value(metrics, gauge, state="waiting") == 3
+    assert value(metrics, f"{gauge}_waited_total") == 40
+    assert value(metrics, f"{gauge}_reset_total") == 2
 
 
 def test_not_after_reads_the_first_certificate_of_a_chain_without_cryptography() -> None:

@@ -16,6 +16,10 @@ dashboards and alerts written for the reference operator keep working:
   and ``..._requests_in_flight{webhook}`` for the admission server's paths;
 * ``deviceplugin_operator_webhook_certificate_expiration_timestamp_seconds``: when the
   certificate the admission server serves expires (self-managed or mounted);
+* ``deviceplugin_operator_webhook_connections{state}`` (``open``, ``waiting`` for a slot),
+  ``..._connections_waited_total`` and ``..._connections_reset_total`` (reset at accept
+  because the waiting room was full: each a failed call of the API server) of the admission
+  server (``listening``);
 * ``deviceplugin_operator_desired_pods{kind,name}`` and ``..._ready_pods`` from the statuses
   the reconcilers wrote, as cached by the informers (a deleted resource's series disappear);
 * ``deviceplugin_operator_gc_pause_seconds{generation}`` (and ``..._gc_pause_max_seconds``) and
@@ -38,6 +42,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client import core, exposition
 
+from deviceplugin_operator import listening
 from deviceplugin_operator.controller import queue
 from deviceplugin_operator.controller.metrics import runtime
 from deviceplugin_operator.kube import client, objects
@@ -70,6 +75,8 @@ StatusLister = Callable[[], Iterable[objects.JsonObject]]
 """Returns the cached resources of one kind, with the status their reconciler wrote."""
 ExpiryReader = Callable[[], float | None]
 """Returns when the served certificate expires (Unix seconds), None while none is served."""
+ConnectionReader = Callable[[], listening.Connections]
+"""Returns what the admission server's connections are doing."""
 
 
 class Metrics:
@@ -161,9 +168,11 @@ class Metrics:
         self.queues = _QueueCollector()
         self.statuses = _StatusCollector()
         self.certificate = _CertificateCollector()
+        self.connections = _ConnectionCollector()
         self.registry.register(self.queues)
         self.registry.register(self.statuses)
         self.registry.register(self.certificate)
+        self.registry.register(self.connections)
         self.runtime = runtime.RuntimeMetrics(self.registry)
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
@@ -198,6 +207,10 @@ class Metrics:
     def add_certificate_expiry(self, reader: ExpiryReader) -> None:
         """Report the expiry ``reader`` returns when scraped."""
         self.certificate.reader = reader
+
+    def add_webhook_connections(self, reader: ConnectionReader) -> None:
+        """Report the admission server's connections as ``reader`` returns them when scraped."""
+        self.connections.reader = reader
 
     def request_hook(self) -> RequestCounter:
         """A ``request_hook`` for ``client.connect``; set its ``host`` once connected."""
@@ -419,4 +432,46 @@ class _CertificateCollector:
             "deviceplugin_operator_webhook_certificate_expiration_timestamp_seconds",
             "When the serving certificate of the admission webhooks expires (its notAfter), "
             "in seconds since the Unix epoch",
+        )
+
+
+class _ConnectionCollector:
+    """The admission server's connections, read when scraped (no sample before a reader)."""
+
+    def __init__(self) -> None:
+        self.reader: ConnectionReader | None = None
+
+    def describe(self) -> Iterable[core.Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[core.Metric]:
+        state, waited, reset = families = self._families()
+        if self.reader is not None:
+            connections = self.reader()
+            state.add_metric(["open"], connections.open)
+            state.add_metric(["waiting"], connections.waiting)
+            waited.add_metric([], connections.waited)
+            reset.add_metric([], connections.reset)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[
+        core.GaugeMetricFamily, core.CounterMetricFamily, core.CounterMetricFamily
+    ]:
+        return (
+            core.GaugeMetricFamily(
+                "deviceplugin_operator_webhook_connections",
+                "Connections to the admission webhook server: open (served), or waiting for "
+                "a slot (over the caps on connections in all and from one address)",
+                labels=["state"],
+            ),
+            core.CounterMetricFamily(
+                "deviceplugin_operator_webhook_connections_waited",
+                "Connections to the admission webhook server that had to wait for a slot",
+            ),
+            core.CounterMetricFamily(
+                "deviceplugin_operator_webhook_connections_reset",
+                "Connections to the admission webhook server reset at accept because the "
+                "waiting room was full; each is a webhook call the API server saw fail",
+            ),
         )
