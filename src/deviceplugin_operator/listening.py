@@ -6,20 +6,20 @@ Every TLS connection costs asyncio a read buffer (256 KiB by default, ``TLS_READ
 here) and an aiohttp handler, and aiohttp keeps an idle connection for an hour and waits for a
 first request without any limit of its own: 600 connections that only shook hands took a
 replica from 63 to 228 MiB, 2000 with half a request line to 628 MiB (the pod limit is 256
-MiB). ``GuardedSite`` replaces aiohttp's
-``TCPSite``: connections are accepted as plain TCP and counted; at most
-``Limits.max_connections`` are open (and at most ``Limits.max_per_peer`` from one address, so
-that one client cannot take every slot from the API server). A connection over a cap waits,
-unread and without TLS (a few KiB), for a slot to free, in order of arrival: the API server
-opens one connection per webhook call in flight, so a pause of this process (a CPU quota, a
-slow collection) at a few hundred calls per second makes it open dozens at once, and a reset
-there is a failed admission (the Pod refused under ``failurePolicy: Fail``). Only when the
-waiting room (``Limits.max_waiting``, half of it for one address) is full is a connection reset
-at once. Admitted connections get TLS through ``loop.start_tls``; every connection must deliver
-the head of its first request within ``Limits.head_timeout`` of being accepted, waiting
-included. Between requests aiohttp's keep-alive timer (``Limits.idle_timeout``, given to the
-runner with ``runner_options``) closes idle connections, also those that sent only part of a
-later request.
+MiB). ``GuardedSite`` replaces aiohttp's ``TCPSite``: connections are accepted as plain TCP
+and counted; at most ``Limits.max_connections`` are open (and at most ``Limits.max_per_peer``
+from one address, so that one client cannot take every slot from the API server). A
+connection over a cap waits, unread and without TLS (a few KiB), for a slot to free, in order
+of arrival: the API server opens one connection per webhook call in flight, so a pause of this
+process (a CPU quota, a slow collection) at a few hundred calls per second makes it open
+dozens at once, and a reset there is a failed admission (the Pod refused under
+``failurePolicy: Fail``). Only when the waiting room (``Limits.max_waiting``, half of it for
+one address) is full is a connection reset at once, with a warning at most every
+``RESET_LOG_INTERVAL``. Admitted connections get TLS (asyncio's protocol with a smaller read
+buffer, ``_start_server_tls``); every connection must deliver the head of its first request
+within ``Limits.head_timeout`` of being accepted, waiting included. Between requests aiohttp's
+keep-alive timer (``Limits.idle_timeout``, given to the runner with ``runner_options``) closes
+idle connections, also those that sent only part of a later request.
 """
 
 from __future__ import annotations
