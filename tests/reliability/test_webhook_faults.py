@@ -5,9 +5,11 @@ validation, the SGX Pod mutator) with its self-managed certificate; the configur
 at it by URL. Injected:
 
 * the operator killed (``kill -9``), then started again: device-plugin resources and SGX pods
-  are refused with the API server's "failed calling webhook ... connection refused" message
-  while it is down (failurePolicy Fail), other pods are not affected, nothing is admitted
-  unchecked or unmutated; time from the restart to the first admission is measured;
+  are refused with the API server's "failed calling webhook ..." message naming a transport
+  error (``DOWN``: connection refused, or broken pipe when it reused a kept-alive connection
+  before seeing it closed) while it is down (failurePolicy Fail), other pods are not
+  affected, nothing is admitted unchecked or unmutated; time from the restart to the first
+  admission is measured;
 * the operator frozen (SIGSTOP): a creation waits the webhook timeout and is refused;
 * the certificate Secret deleted, and the CA bundles wiped by a ``replace`` of the
   configurations (what a GitOps tool re-applying the manifests does): the operator's periodic
@@ -52,6 +54,10 @@ PREFIX = "rel2-faults-"
 SECRET = "rel2-faults-cert"
 DEVICES = ("gpu", "sgx")
 FIGURES: dict[str, Any] = {}
+DOWN = ("connection refused", "broken pipe", "connection reset by peer", ": EOF")
+"""How the API server's webhook client says nobody serves the port: a new connection is
+refused; a kept-alive one it picks in the moment before it has seen the FIN of the killed
+process fails on write (a CI run had "write: broken pipe" in the second of three cycles)."""
 REPAIR_TIMEOUT = 120
 """Seconds a repair may take before the test fails: the check runs every 10 s (measured: 10 s
 or less, recorded in the figures), a loaded machine may be much slower."""
@@ -169,39 +175,45 @@ def test_operator_down_refuses_resources_and_sgx_pods_and_recovers(
     messages: dict[str, str] = {}
     assert create_plugin(cluster)[0] == 201
 
-    for _ in range(cycles):
-        running.operator.kill()
-        for _attempt in range(3):
-            status, message, name = create_plugin(cluster)
-            assert status == 500, (status, message)
-            assert 'failed calling webhook "mgpudeviceplugin.kb.io"' in message, message
-            assert "connection refused" in message, message
-            assert cluster.api.get(plural_path(GPU, name)) is None
-            refusals["resources"] += 1
-            messages["resource"] = message
+    try:
+        for _ in range(cycles):
+            running.operator.kill()
+            for _attempt in range(3):
+                status, message, name = create_plugin(cluster)
+                assert status == 500, (status, message)
+                assert 'failed calling webhook "mgpudeviceplugin.kb.io"' in message, message
+                assert any(error in message for error in DOWN), message
+                assert cluster.api.get(plural_path(GPU, name)) is None
+                refusals["resources"] += 1
+                messages["resource"] = message
 
+                status, message, name = create_sgx_pod(cluster, users)
+                assert status == 500, (status, message)
+                assert 'failed calling webhook "sgx.mutator.webhooks.intel.com"' in message, message
+                assert cluster.api.get(pods_path(users, name)) is None
+                refusals["sgx_pods"] += 1
+                messages["sgx_pod"] = message
+
+                # Pods that ask for nothing of ours never wait on the operator.
+                plain = plain_pod(f"p-{uuid.uuid4().hex[:8]}")
+                status, _ = create(cluster, pods_path(users), plain)
+                assert status == 201
+                plain_admitted += 1
+
+            started = time.monotonic()
+            running.operator = running.operator.restart()
+
+            def admitted() -> bool:
+                return create_plugin(cluster)[0] == 201
+
+            eventually(admitted, timeout=60, interval=0.05, what="admission after the restart")
+            recovery.append(time.monotonic() - started)
             status, message, name = create_sgx_pod(cluster, users)
-            assert status == 500, (status, message)
-            assert 'failed calling webhook "sgx.mutator.webhooks.intel.com"' in message, message
-            assert cluster.api.get(pods_path(users, name)) is None
-            refusals["sgx_pods"] += 1
-            messages["sgx_pod"] = message
-
-            # Pods that ask for nothing of ours never wait on the operator.
-            status, _ = create(cluster, pods_path(users), plain_pod(f"p-{uuid.uuid4().hex[:8]}"))
-            assert status == 201
-            plain_admitted += 1
-
-        started = time.monotonic()
-        running.operator = running.operator.restart()
-
-        def admitted() -> bool:
-            return create_plugin(cluster)[0] == 201
-
-        eventually(admitted, timeout=60, interval=0.05, what="admission after the restart")
-        recovery.append(time.monotonic() - started)
-        status, message, name = create_sgx_pod(cluster, users)
-        assert status == 201, message
+            assert status == 201, message
+    finally:
+        # Failing with the operator killed must not fail the module's other tests too.
+        if not running.operator.alive:
+            running.operator = running.operator.restart()
 
     assert unmutated_sgx_pods(cluster, users) == []
     assert running.operator.problems() == []
@@ -231,7 +243,7 @@ def test_frozen_operator_refuses_after_the_webhook_timeout(
     # Refused because the call timed out (the configurations' timeoutSeconds: 10), not because
     # nothing listened: the frozen process still holds its port. No upper bound on the wait (a
     # loaded machine only makes it longer); it is recorded.
-    assert "connection refused" not in message, message
+    assert not any(error in message for error in DOWN), message
     assert "deadline exceeded" in message or "Timeout" in message, message
     assert waited >= 9, waited
     assert cluster.api.get(plural_path(GPU, name)) is None
