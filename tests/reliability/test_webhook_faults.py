@@ -11,6 +11,10 @@ at it by URL. Injected:
   affected, nothing is admitted unchecked or unmutated; time from the restart to the first
   admission is measured;
 * the operator frozen (SIGSTOP): a creation waits the webhook timeout and is refused;
+* the operator paused (SIGSTOP) while a burst of SGX pod creations piles up: the API server
+  opens a connection per call in flight, more than the webhook server serves from one address;
+  after SIGCONT they wait for a slot and every pod is admitted, mutated (before session 13 the
+  connections over the cap were reset: the pods refused);
 * the certificate Secret deleted, and the CA bundles wiped by a ``replace`` of the
   configurations (what a GitOps tool re-applying the manifests does): the operator's periodic
   certificate check (every 10 s by default) recreates the Secret and rewrites the bundles;
@@ -21,9 +25,12 @@ Figures: ``.reliability/part2-webhook-faults.json`` (see docs/reliability.md).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import pathlib
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -224,6 +231,76 @@ def test_operator_down_refuses_resources_and_sgx_pods_and_recovers(
         "restart_to_first_admission": summary(recovery),
         "unmutated_sgx_pods": 0,
         "messages": messages,
+    }
+
+
+def established_to(port: int) -> int:
+    """TCP connections to ``port`` on this host that the kernel has established (whether or not
+    the listening process accepted them yet)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def webhook_connections(operator: Operator) -> dict[str, float]:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    figures = {}
+    for line in text.splitlines():
+        for name in ("waited", "reset"):
+            if line.startswith(f"deviceplugin_operator_webhook_connections_{name}_total "):
+                figures[name] = float(line.split()[1])
+    return figures
+
+
+def test_a_burst_behind_a_paused_operator_waits_for_slots_and_is_served(
+    cluster: TestCluster, running: Running
+) -> None:
+    burst = int_env("DP_WEBHOOK_BURST", 110)
+    operator = running.operator
+    before = webhook_connections(operator)
+    path = pods_path(running.users) + "?dryRun=All"
+
+    def create_dry_run() -> tuple[int, dict[str, Any]]:
+        return create(cluster, path, sgx_pod(f"sgx-{uuid.uuid4().hex[:8]}"))
+
+    operator.popen.send_signal(signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(burst) as pool:
+            calls = [pool.submit(create_dry_run) for _ in range(burst)]
+            # Paused until the API server's calls have opened more connections than the server
+            # serves from one address (the kernel completes them for the listening socket); well
+            # within the webhook timeout of 10 s.
+            deadline = time.monotonic() + 7
+            while established_to(operator.webhook_port) <= 70 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            piled_up = established_to(operator.webhook_port)
+            operator.popen.send_signal(signal.SIGCONT)
+            answers = [call.result() for call in calls]
+    finally:
+        operator.popen.send_signal(signal.SIGCONT)
+    assert piled_up > 70, f"the burst did not pile up: {piled_up} connections"
+    refused = [answer.get("message") for status, answer in answers if status != 201]
+    assert refused == [], refused[:3]
+    unmutated = [
+        answer["metadata"]["name"]
+        for _, answer in answers
+        if "sgx.intel.com/enclave" not in answer["spec"]["containers"][0]["resources"]["limits"]
+    ]
+    assert unmutated == []
+    after = webhook_connections(operator)
+    assert after["waited"] > before["waited"], (before, after)
+    assert after["reset"] == before["reset"] == 0, (before, after)
+    FIGURES["burst_while_paused"] = {
+        "pods": burst,
+        "connections_piled_up": piled_up,
+        "waited_for_a_slot": after["waited"] - before["waited"],
+        "refused": 0,
     }
 
 
