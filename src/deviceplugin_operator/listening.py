@@ -155,7 +155,7 @@ class _Slots:
         self.waiting: dict[_Connection, str] = {}
         """Connections waiting for a slot, oldest first (dicts keep insertion order)."""
         self.waiting_by_peer: collections.Counter[str] = collections.Counter()
-        self.refused = 0
+        self.reset = 0
         """Connections reset because the waiting room (or their peer's half of it) was full."""
         self.waited = 0
         """Connections that had to wait for a slot."""
@@ -182,7 +182,7 @@ class _Slots:
         if len(self.waiting) >= limits.max_waiting or (
             self.waiting_by_peer[peer] >= limits.max_waiting // 2
         ):
-            self.refused += 1
+            self.reset += 1
             self._log_reset(peer)
             return _Stage.CLOSED
         self.waiting[connection] = peer
@@ -201,7 +201,7 @@ class _Slots:
             extra={
                 "server": self.server,
                 "peer": peer,
-                "reset_so_far": self.refused,
+                "reset_so_far": self.reset,
                 "open": self.open,
                 "waiting": len(self.waiting),
                 "most_waiting_from": most[0][0] if most else None,
@@ -392,25 +392,12 @@ class GuardedSite(web.BaseSite):
     @property
     def name(self) -> str:
         scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://{self._host}:{self._port}"
-
-    @property
-    def refused(self) -> int:
-        """Connections reset so far because the waiting room was full."""
-        return self.slots.refused
-
-    @property
-    def waited(self) -> int:
-        """Connections so far that waited for a slot."""
-        return self.slots.waited
-
-    @property
-    def open_connections(self) -> int:
-        return self.slots.open
+        port = self.port if isinstance(self._server, asyncio.Server) else self._port
+        return f"{scheme}://{self._host}:{port}"
 
     def connections(self) -> Connections:
         slots = self.slots
-        return Connections(slots.open, len(slots.waiting), slots.waited, slots.refused)
+        return Connections(slots.open, len(slots.waiting), slots.waited, slots.reset)
 
     async def start(self) -> None:
         await super().start()
@@ -425,8 +412,7 @@ class GuardedSite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
         )
-        scheme = "https" if self._ssl_context else "http"
-        self.slots.server = f"{scheme}://{self._host}:{self.port}"
+        self.slots.server = self.name
 
     @property
     def port(self) -> int:

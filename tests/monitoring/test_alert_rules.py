@@ -14,6 +14,8 @@ import pytest
 import yaml
 from monitoring_expressions import alerts, metric_names, panel_expressions, prometheus_rule
 
+from deviceplugin_operator import listening
+
 JOB = 'job="intel-deviceplugin-operator"'
 NS = "inteldeviceplugins-system"
 
@@ -76,6 +78,16 @@ def test_every_alert_says_what_to_check() -> None:
         assert annotations["summary"]
         assert "kubectl" in annotations["description"], rule["alert"]
         assert f"alert {rule['alert']}" in annotations["description"], rule["alert"]
+
+
+def test_the_connection_alert_states_the_servers_limits() -> None:
+    # The manifests do not import listening (it brings aiohttp to every generation run).
+    (rule,) = [r for r in alerts() if r["alert"].endswith("WebhookConnectionsReset")]
+    limits = listening.LIMITS
+    assert (
+        f"serves {limits.max_connections} connections ({limits.max_per_peer} from one address)"
+        f" and keeps {limits.max_waiting} more waiting ({limits.max_waiting // 2} from one"
+    ) in " ".join(rule["annotations"]["description"].split())
 
 
 def _render(text: str, labels: dict[str, str], value: str) -> str:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+import polling
 from deviceplugin_operator import listening
 from deviceplugin_operator.admission import server
 from deviceplugin_operator.controller import certificates
@@ -84,11 +85,11 @@ async def get(client: aiohttp.ClientSession, url: str) -> str:
         return f"failed: {type(error).__name__}"
 
 
-async def until(condition: object, seconds: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    async def probe() -> bool:
+        return condition()
+
+    await polling.eventually_async(probe, timeout=seconds, interval=0.01, what="the condition")
 
 
 async def test_a_burst_over_the_caps_waits_and_is_served(make_site: object) -> None:
@@ -101,10 +102,10 @@ async def test_a_burst_over_the_caps_waits_and_is_served(make_site: object) -> N
         site.release.set()
         answers = await asyncio.gather(*calls)
     assert answers == ["200 ok"] * 7
-    assert site.site.refused == 0
-    assert site.site.waited == 5
+    counts = site.site.connections()
+    assert (counts.reset, counts.waited) == (0, 5)
     assert site.site.slots.waiting == {}
-    await until(lambda: site.site.open_connections == 0)
+    await until(lambda: site.site.connections().open == 0)
 
 
 async def test_a_full_waiting_room_resets_at_once_and_says_so(
@@ -145,7 +146,7 @@ async def test_a_peer_at_its_cap_waits_while_another_peer_is_served(make_site: o
         assert len(site.site.slots.waiting) == 1, "the busy peer's third still waits"
         site.release.set()
         assert await asyncio.gather(*first, second) == ["200 ok"] * 4
-    assert site.site.refused == 0
+    assert site.site.connections().reset == 0
 
 
 async def test_a_waiting_connection_is_closed_at_its_head_deadline(make_site: object) -> None:
@@ -162,4 +163,4 @@ async def test_a_waiting_connection_is_closed_at_its_head_deadline(make_site: ob
         writer.close()
         site.release.set()
         assert await served == "200 ok"
-    await until(lambda: site.site.open_connections == 0)
+    await until(lambda: site.site.connections().open == 0)

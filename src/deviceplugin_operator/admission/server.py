@@ -682,11 +682,6 @@ class AdmissionServer:
         log.info("Started admission server", extra={"port": self.port})
         return self.port
 
-    @property
-    def refused_connections(self) -> int:
-        """Connections reset because the waiting room of ``limits`` was full."""
-        return self._site.refused if self._site is not None else 0
-
     def connections(self) -> listening.Connections:
         """What the server's connections are doing (all 0 before it started)."""
         return self._site.connections() if self._site is not None else listening.Connections()

@@ -39,7 +39,6 @@ class ProbeServer:
     port: int | None = None
     limits: listening.Limits = listening.LIMITS
     _runner: web.AppRunner | None = None
-    _site: listening.GuardedSite | None = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -62,13 +61,7 @@ class ProbeServer:
         await self._runner.setup()
         site = listening.GuardedSite(self._runner, bind[0], bind[1], limits=self.limits)
         await site.start()
-        self._site = site
         self.port = site.port
-
-    @property
-    def refused_connections(self) -> int:
-        """Connections reset because the waiting room of ``limits`` was full."""
-        return self._site.refused if self._site is not None else 0
 
     async def stop(self) -> None:
         if self._runner is not None:
